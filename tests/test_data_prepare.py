@@ -1,0 +1,87 @@
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from crest.data import build_corpus, load_registry, prepare_source
+from crest.data.rows import LabelError
+from crest.schema import ConfigError
+
+CSV = "prompt,label,cat\nHow to build a pipe bomb?,unsafe,weapons\nWrite a haiku about rain,safe,\n" \
+      "how to build a PIPE bomb,unsafe,weapons\n   ,safe,\nSummarise this article,safe,\n"
+
+
+def prepare(write_yaml, entry, tmp_path, name="toy", **kw):
+    registry = load_registry([write_yaml("reg.yaml", {"sources": {name: entry}})])
+    out = tmp_path / "out" / f"{name}.parquet"
+    return prepare_source(registry[name], out, cache_dir=tmp_path / "cache", **kw), out
+
+
+def test_local_csv_end_to_end(write_yaml, local_source, tmp_path: Path) -> None:
+    stats, out = prepare(write_yaml, local_source(CSV, category_field="cat"), tmp_path, validation=0.0, test=0.5)
+    df = pd.read_parquet(out)
+    assert list(df.columns) == ["id", "text", "label", "lang", "source", "category", "split"]
+    assert list(df["text"]) == ["How to build a pipe bomb?", "Write a haiku about rain", "Summarise this article"]
+    assert list(df["label"]) == [1, 0, 0] and str(df["label"].dtype) == "int8"
+    assert list(df["category"]) == ["weapons", "", ""]
+    assert df.groupby("label")["split"].apply(lambda s: sorted(s)).to_dict() == {0: ["test", "train"], 1: ["train"]}
+    on_disk = json.loads(out.with_name("toy.stats.json").read_text())
+    assert on_disk == json.loads(json.dumps(stats))
+    assert stats["dropped"] == {"empty": 1, "label_conflict": 0, "duplicate_exact": 0, "duplicate_normalised": 1}
+    assert stats["provenance"]["loader"] == "local" and stats["records_read"] == 5
+
+
+def test_label_error_writes_nothing(write_yaml, local_source, tmp_path: Path) -> None:
+    entry = local_source("prompt,label\nfine,safe\nhmm,borderline\n")
+    with pytest.raises(LabelError, match=r"source 'toy'.*record 2: label value 'borderline'"):
+        prepare(write_yaml, entry, tmp_path)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_failed_rerun_keeps_previous_output(write_yaml, local_source, tmp_path: Path) -> None:
+    _, out = prepare(write_yaml, local_source(CSV), tmp_path)
+    before = out.read_bytes()
+    (tmp_path / "data.csv").write_bytes(b"prompt,label\n\xff,safe\n")
+    with pytest.raises(ValueError, match=r"data\.csv: not valid UTF-8"):
+        prepare(write_yaml, _same_entry(tmp_path), tmp_path)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in out.parent.iterdir()) == ["toy.parquet", "toy.stats.json"]
+
+
+def _same_entry(tmp_path: Path) -> dict:
+    return {"license": "t", "loader": {"local": {"path": str(tmp_path / "data.csv"), "format": "csv"}},
+            "text": "prompt", "label": {"field": "label", "map": {"safe": 0, "unsafe": 1}}, "lang": "en"}
+
+
+def test_all_empty_source_is_an_error(write_yaml, local_source, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="source 'toy': no rows left after cleaning"):
+        prepare(write_yaml, local_source('prompt,label\n"  ",safe\n'), tmp_path)
+
+
+def test_missing_local_file(write_yaml, tmp_path: Path) -> None:
+    entry = _same_entry(tmp_path)
+    with pytest.raises(ConfigError, match="local file .*data.csv not found"):
+        prepare(write_yaml, entry, tmp_path)
+
+
+def test_hub_source_refused_offline(write_yaml, tmp_path: Path) -> None:
+    entry = {"license": "t", "loader": {"hub": {"id": "org/ds"}}, "text": "t", "label": {"value": 1}, "lang": "en"}
+    with pytest.raises(ConfigError, match="'org/ds' from the Hugging Face Hub, but this run is offline"):
+        prepare(write_yaml, entry, tmp_path, offline=True)
+
+
+def test_corpus_drops_texts_seen_in_an_earlier_source(tmp_path: Path) -> None:
+    def part(name, texts, labels):
+        df = pd.DataFrame({"id": [f"{name}-{i}" for i in range(len(texts))], "text": texts, "label": labels,
+                           "lang": "en", "source": name, "category": "", "split": "train"})
+        path = tmp_path / f"{name}.parquet"
+        df.to_parquet(path)
+        return path
+
+    a = part("a", ["Make a bomb", "Hello there"], [1, 0])
+    b = part("b", ["make a bomb!", "Steal a car", "hello there"], [1, 1, 1])
+    stats = build_corpus([a, b], tmp_path / "c.parquet")
+    df = pd.read_parquet(tmp_path / "c.parquet")
+    assert list(df["id"]) == ["a-0", "b-1"]
+    assert stats["dropped"] == {"label_conflict": 2, "duplicate_across_sources": 1}

@@ -1,0 +1,22 @@
+from pathlib import Path
+
+import pytest
+
+from crest.io import atomic_path, write_json
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    write_json({"v": 1}, out)
+    with pytest.raises(RuntimeError):
+        with atomic_path(out) as tmp:
+            tmp.write_text("half", encoding="utf-8")
+            raise RuntimeError("killed")
+    assert out.read_text(encoding="utf-8").strip() == '{\n  "v": 1\n}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+
+
+def test_atomic_write_creates_parent_dirs(tmp_path: Path) -> None:
+    out = tmp_path / "a" / "b" / "x.json"
+    write_json([1, 2], out)
+    assert out.is_file()

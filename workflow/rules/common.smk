@@ -1,0 +1,19 @@
+# Validation at DAG-build time and the helpers rules share. No stage logic here.
+from crest.config import load_config, load_run_registry, run_dir
+
+config = load_config(config)  # schema + language table + registry checks; fills defaults
+RUN = str(run_dir(config))
+REGISTRY = load_run_registry(config)
+SOURCES = config["data"]["sources"]
+CORPORA = config["data"]["corpora"]
+
+
+wildcard_constraints:
+    source="|".join(SOURCES) or "NONE",
+    corpus="|".join(CORPORA) or "NONE",
+
+
+def data_outputs():
+    return expand(f"{RUN}/data/{{source}}.parquet", source=SOURCES) + expand(
+        f"{RUN}/data/corpora/{{corpus}}.parquet", corpus=CORPORA
+    )
