@@ -36,3 +36,10 @@ def test_json_records_path_errors() -> None:
 def test_csv_row_with_extra_fields() -> None:
     with pytest.raises(DataFormatError, match="line 3 has more fields"):
         parse_records(b"a,b\n1,2\n1,2,3\n", "csv", "f.csv")
+
+
+def test_yaml_document_with_records_path() -> None:
+    doc = b"name: seeds\nprompts:\n  - value: first\n  - value: second\n"
+    assert parse_records(doc, "yaml", "s.prompt", "prompts") == [{"value": "first"}, {"value": "second"}]
+    with pytest.raises(DataFormatError, match=r"s\.prompt: invalid YAML"):
+        parse_records(b"a: [1,\n", "yaml", "s.prompt")

@@ -69,7 +69,8 @@ def _check_sources(config: dict[str, Any], registry: dict[str, Source], table: d
         if config["offline"] and source.loader_kind == "hub":
             raise ConfigError(f"{origin}: data.sources[{i}]: source {sid!r} needs the Hugging Face Hub "
                               f"but the config says offline: true")
-        _wrap(lambda: check_codes(source_languages(source), table, f"language of source {sid!r}"), origin)
+        _wrap(lambda: check_codes(source_languages(source), table, f"language of source {sid!r}",
+                                      allow_mixed=True), origin)
     for name, members in data["corpora"].items():
         for i, sid in enumerate(members):
             if sid not in data["sources"]:

@@ -50,6 +50,10 @@ TIER_THRESHOLDS: dict[str, float] = {"high": HIGH_MIN_GIB, "mid": MID_MIN_GIB, "
 """Tier -> inclusive lower bound in GiB, from the highest tier down."""
 TIERS: tuple[str, ...] = tuple(TIER_THRESHOLDS)
 
+MIXED: str = "mul"
+"""Reserved code (ISO 639-2 "multiple languages") for code-switched rows: valid as a data row's
+language, never a translation target or a group member."""
+
 COLUMNS: tuple[str, ...] = ("code", "nllb", "name", "script", "cc100_gib", "tier", "note")
 """The columns of `config/languages.tsv`, in order."""
 
@@ -179,8 +183,9 @@ def load_languages(path: Path | str | None = None) -> dict[str, Language]:
     return table
 
 
-def check_codes(codes: Iterable[str], table: Mapping[str, Language], where: str) -> None:
-    """Raise ValueError if any code is not in the table.
+def check_codes(codes: Iterable[str], table: Mapping[str, Language], where: str,
+                allow_mixed: bool = False) -> None:
+    """Raise ValueError if any code is not in the table (`MIXED` passes if `allow_mixed`).
 
     `where` names the config key the codes came from (e.g. `languages.groups.ood`);
     the message lists the unknown codes, each with a suggestion where one is close
@@ -188,7 +193,7 @@ def check_codes(codes: Iterable[str], table: Mapping[str, Language], where: str)
     """
     if isinstance(codes, str):
         codes = [codes]
-    unknown = [c for c in codes if c not in table]
+    unknown = [c for c in codes if c not in table and not (allow_mixed and c == MIXED)]
     if not unknown:
         return
     hints = []

@@ -1,5 +1,8 @@
 # Validation at DAG-build time and the helpers rules share. No stage logic here.
 from crest.config import load_config, load_run_registry, run_dir
+from crest.workflow import put_own_bin_first
+
+put_own_bin_first()  # rules call the `crest` CLI installed beside this Snakemake
 
 config = load_config(config)  # schema + language table + registry checks; fills defaults
 RUN = str(run_dir(config))

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import pandas as pd
+import yaml
 
 
 class DataFormatError(ValueError):
@@ -35,7 +36,7 @@ def _dig(doc: Any, dotted: str | None, name: str) -> Any:
 
 
 def parse_records(data: bytes, fmt: str, name: str, records: str | None = None) -> list[dict[str, Any]]:
-    """Records of one file. `records` is a dotted path to the list inside a JSON document."""
+    """Records of one file. `records` is a dotted path to the list inside a JSON or YAML document."""
     if fmt == "parquet":
         try:
             return pd.read_parquet(io.BytesIO(data)).to_dict("records")
@@ -62,17 +63,26 @@ def parse_records(data: bytes, fmt: str, name: str, records: str | None = None) 
             except json.JSONDecodeError as e:
                 raise DataFormatError(f"{name}: line {n}: invalid JSON ({e.msg})") from e
         return rows
-    if fmt == "json":
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{name}: invalid JSON at line {e.lineno} ({e.msg})") from e
+    if fmt in ("json", "yaml"):
+        doc = _load_document(text, fmt, name)
         items = _dig(doc, records, name)
         if not isinstance(items, list):
             raise DataFormatError(f"{name}: expected a list of records at {records or 'the top level'}, "
                                   f"found {type(items).__name__}")
         return [_as_record(item, name, i) for i, item in enumerate(items, 1)]
     raise DataFormatError(f"{name}: unknown format {fmt!r}")
+
+
+def _load_document(text: str, fmt: str, name: str) -> Any:
+    if fmt == "json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{name}: invalid JSON at line {e.lineno} ({e.msg})") from e
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise DataFormatError(f"{name}: invalid YAML ({e})") from e
 
 
 def _as_record(item: Any, name: str, n: int) -> dict[str, Any]:

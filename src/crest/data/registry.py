@@ -64,8 +64,8 @@ def _check_source(sid: str, spec: dict[str, Any], path: Path) -> None:
         keys[folded] = value
     if "lang_map" in spec and "lang_field" not in spec:
         raise ConfigError(f"{path}: sources.{sid}.lang_map needs lang_field")
-    if spec.get("records") and next(iter(spec["loader"].values())).get("format") not in (None, "json"):
-        raise ConfigError(f"{path}: sources.{sid}.records applies to the json format only")
+    if spec.get("records") and next(iter(spec["loader"].values())).get("format") not in (None, "json", "yaml"):
+        raise ConfigError(f"{path}: sources.{sid}.records applies to the json and yaml formats only")
 
 
 def source_languages(source: Source) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -12,6 +13,7 @@ from crest.schema import ConfigError
 TRUTHY = {"1", "true", "yes", "y", "unsafe"}
 MEMBER = "_member"  # the file a record came from (set by the loader)
 SPLIT = "_split"  # the hub split a record came from (set by the loader)
+ORIGIN = "_origin"  # where exactly the record came from: package==version:member, hub id/split, path
 
 
 class LabelError(ValueError):
@@ -23,27 +25,31 @@ def _missing(value: Any) -> bool:
 
 
 def get_field(record: dict[str, Any], field: str, where: str) -> Any:
-    """A field by name, or by dotted path into nested objects."""
+    """A field by name, or by dotted path into nested objects (an integer step indexes a list)."""
     if field in record:
         return record[field]
     node: Any = record
     for part in field.split("."):
-        if not isinstance(node, dict) or part not in node:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
             keys = ", ".join(sorted(k for k in record if not k.startswith("_")))
             raise ConfigError(f"{where}: no field {field!r} (fields: {keys})")
-        node = node[part]
     return node
 
 
-def _where_ok(record: dict[str, Any], where_spec: dict[str, Any], where: str) -> bool:
-    for field, wanted in where_spec.items():
+def _matches(record: dict[str, Any], match: dict[str, Any], where: str) -> bool:
+    """True if every field equals (one of) the wanted value(s); used by `where` and `exclude`."""
+    for field, wanted in match.items():
         options = wanted if isinstance(wanted, list) else [wanted]
         if map_key(get_field(record, field, where)) not in {map_key(o) for o in options}:
             return False
     return True
 
 
-def _text(record: dict[str, Any], fields: str | list[str], where: str) -> str:
+def _text(record: dict[str, Any], fields: str | list[str], where: str, until: str | None = None) -> str:
     names = [fields] if isinstance(fields, str) else fields
     parts = []
     for name in names:
@@ -51,7 +57,8 @@ def _text(record: dict[str, Any], fields: str | list[str], where: str) -> str:
         if isinstance(value, list):  # e.g. a conversation's turns
             value = "\n".join(str(v) for v in value if not _missing(v))
         parts.append("" if _missing(value) else str(value))
-    return "\n".join(p for p in parts if p)
+    text = "\n".join(p for p in parts if p)
+    return text.split(until, 1)[0] if until else text
 
 
 def _label(record: dict[str, Any], rule: dict[str, Any], where: str) -> int:
@@ -60,12 +67,29 @@ def _label(record: dict[str, Any], rule: dict[str, Any], where: str) -> int:
     if "any_of" in rule:
         return int(any(map_key(get_field(record, f, where)) in TRUTHY for f in rule["any_of"]))
     value = get_field(record, rule["field"], where)
+    if "threshold" in rule:
+        return _threshold(value, rule, where)
     table = {map_key(k): v for k, v in rule["map"].items()}
     key = "" if _missing(value) else map_key(value)
     if key not in table:
         raise LabelError(f"{where}: label value {value!r} in field {rule['field']!r} is not in the "
                          f"source's label map (mapped values: {', '.join(sorted(table))})")
     return int(table[key])
+
+
+_COMPARE = {"gt": float.__gt__, "ge": float.__ge__, "lt": float.__lt__, "le": float.__le__}
+
+
+def _threshold(value: Any, rule: dict[str, Any], where: str) -> int:
+    (op, bound), = rule["threshold"].items()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if math.isnan(number):
+        raise LabelError(f"{where}: label value {value!r} in field {rule['field']!r} is not a number "
+                         f"(the source's label rule is {op} {bound})")
+    return int(_COMPARE[op](number, float(bound)))
 
 
 def _lang(record: dict[str, Any], spec: dict[str, Any], where: str) -> str:
@@ -88,33 +112,53 @@ def _category(record: dict[str, Any], spec: dict[str, Any], several_members: boo
         if isinstance(value, list):
             return ",".join(str(v) for v in value)
         return "" if _missing(value) else str(value)
+    if "category_from_flags" in spec:
+        flags = spec["category_from_flags"]
+        if isinstance(flags, dict):
+            table = get_field(record, flags["field"], where) or {}
+            names = [k for k, v in table.items() if map_key(v) in TRUTHY]
+        else:
+            names = [f for f in flags if map_key(get_field(record, f, where)) in TRUTHY]
+        return ",".join(names)
     if several_members and record.get(MEMBER):
         return PurePosixPath(record[MEMBER]).stem
     return ""
 
 
-def records_to_rows(source: Source, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with id, text, label, lang, category, split (None where the source has no split)."""
+def _id(record: dict[str, Any], fields: str | list[str], where: str) -> str:
+    names = [fields] if isinstance(fields, str) else fields
+    return "-".join(str(get_field(record, f, where)) for f in names)
+
+
+def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
+    """Rows with id, text, label, lang, category, split (None where the source has no split),
+    and how many records `where` and `exclude` left out."""
     spec = source.spec
+    skipped: Counter = Counter(not_where=0, excluded=0)
     several = len({r.get(MEMBER) for r in records}) > 1
     rows: list[dict[str, Any]] = []
     for n, record in enumerate(records, 1):
         where = f"source {source.id!r} ({record.get(MEMBER) or source.loader_kind}), record {n}"
-        if "where" in spec and not _where_ok(record, spec["where"], where):
+        if "where" in spec and not _matches(record, spec["where"], where):
+            skipped["not_where"] += 1
             continue
-        base_id = f"{source.id}-{get_field(record, spec['id_field'], where)}" if "id_field" in spec \
+        if "exclude" in spec and _matches(record, spec["exclude"], where):
+            skipped["excluded"] += 1
+            continue
+        base_id = f"{source.id}-{_id(record, spec['id_field'], where)}" if "id_field" in spec \
             else f"{source.id}-{n:06d}"
         common = {
             "lang": _lang(record, spec, where),
             "source": source.id,
             "category": _category(record, spec, several, where),
             "split": record.get(SPLIT),
+            "origin": record.get(ORIGIN, ""),
         }
         if "columns" in spec:
             for column, label in spec["columns"].items():
-                text = _text(record, column, where)
+                text = _text(record, column, where, spec.get("text_until"))
                 rows.append({"id": f"{base_id}-{column}", "text": text, "label": int(label), **common})
         else:
-            rows.append({"id": base_id, "text": _text(record, spec["text"], where),
+            rows.append({"id": base_id, "text": _text(record, spec["text"], where, spec.get("text_until")),
                          "label": _label(record, spec["label"], where), **common})
-    return rows
+    return rows, skipped

@@ -1,0 +1,5 @@
+import sys
+
+from crest.cli import main
+
+sys.exit(main())
