@@ -138,3 +138,14 @@ def test_cli_config_check_exit_codes(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "crest.cli", "config", "check", str(bad)],
                          cwd=REPO_ROOT, capture_output=True, text=True)
     assert res.returncode == 2 and "unknown key(s) 'colour' at <top level>" in res.stderr
+
+
+def test_section_schemas_fill_defaults_too() -> None:
+    """Section schemas are reached through $ref; one carrying `$schema` would silently lose its
+    defaults (jsonschema switches to a plain validator for it)."""
+    from crest.paths import SCHEMA_DIR
+
+    main = (SCHEMA_DIR / "config.schema.yaml").read_text()
+    for path in SCHEMA_DIR.glob("*.schema.yaml"):
+        if path.name in main and path.name != "config.schema.yaml":
+            assert "$schema" not in yaml.safe_load(path.read_text()), path.name

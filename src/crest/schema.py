@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import referencing
 import yaml
 
 from crest.paths import SCHEMA_DIR
@@ -42,6 +43,16 @@ def _copy(value: Any) -> Any:
 _Validator = _with_defaults(jsonschema.Draft202012Validator)
 
 
+@functools.cache
+def _registry() -> referencing.Registry:
+    """Every schema file, addressable by its file name: a stage's config section lives in its own
+    file (`translate.schema.yaml`) and the run schema refers to it with `$ref`."""
+    resources = [(path.name, referencing.Resource.from_contents(load_schema(path.name),
+                                                                 default_specification=referencing.jsonschema.DRAFT202012))
+                 for path in sorted(SCHEMA_DIR.glob("*.schema.yaml"))]
+    return referencing.Registry().with_resources(resources)
+
+
 def key_path(path) -> str:
     """`data.split.validation` style path for an error location."""
     parts = [f"[{p}]" if isinstance(p, int) else str(p) for p in path]
@@ -63,7 +74,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
 def validate(instance: Any, schema_name: str, origin: str | Path) -> Any:
     """Validate `instance` in place (defaults filled) or raise ConfigError naming `origin`."""
     schema = load_schema(schema_name)
-    errors = sorted(_Validator(schema).iter_errors(instance), key=lambda e: list(e.absolute_path))
+    validator = _Validator(schema, registry=_registry())
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
         lines = "\n  - ".join(_describe(e) for e in errors)
         raise ConfigError(f"{origin}: invalid ({schema_name}):\n  - {lines}")
