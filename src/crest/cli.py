@@ -1,8 +1,12 @@
-"""The `crest` command line. Snakemake rules call these subcommands; so can a user."""
+"""The `crest` command line. Snakemake rules call these subcommands; so can a user.
+
+Each stage registers its own subcommands (a `register(subparsers)` function in its `cli` module,
+listed in STAGE_CLIS), so the stages stay independent."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -10,23 +14,9 @@ from pathlib import Path
 
 from crest.schema import ConfigError
 
-
-def _data_prepare(args: argparse.Namespace) -> None:
-    from crest.data import load_registry, prepare_source
-
-    registry = load_registry(args.registry)
-    if args.source not in registry:
-        raise ConfigError(f"unknown source {args.source!r} (registry: {', '.join(args.registry)})")
-    stats = prepare_source(registry[args.source], args.out, cache_dir=args.cache_dir, validation=args.validation,
-                           test=args.test, seed=args.seed, offline=args.offline)
-    print(json.dumps({k: stats[k] for k in ("source", "rows_kept", "dropped", "labels")}))
-
-
-def _data_corpus(args: argparse.Namespace) -> None:
-    from crest.data import build_corpus
-
-    stats = build_corpus(args.inputs, args.out)
-    print(json.dumps({k: stats[k] for k in ("rows_kept", "dropped", "labels")}))
+STAGE_CLIS = (
+    "crest.data.cli",
+)
 
 
 def _config_check(args: argparse.Namespace) -> None:
@@ -50,25 +40,11 @@ def _where(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="crest", description=__doc__)
+    parser = argparse.ArgumentParser(prog="crest", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    data = sub.add_parser("data", help="data stage").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("prepare", help="load one registry source into the normalised parquet")
-    p.add_argument("--registry", action="append", required=True, help="registry YAML (repeatable)")
-    p.add_argument("--source", required=True)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--cache-dir", default="results/cache/wheels")
-    p.add_argument("--validation", type=float, default=0.1)
-    p.add_argument("--test", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--offline", action="store_true")
-    p.set_defaults(func=_data_prepare)
-    p = data.add_parser("corpus", help="merge prepared sources, dropping texts seen in an earlier one")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("inputs", nargs="+", type=Path)
-    p.set_defaults(func=_data_corpus)
+    for module in STAGE_CLIS:
+        importlib.import_module(module).register(sub)
 
     cfg = sub.add_parser("config", help="run configs").add_subparsers(dest="config_command", required=True)
     p = cfg.add_parser("check", help="validate a run config as the DAG build does")

@@ -1,0 +1,45 @@
+"""`crest data ...`: the data stage's commands (called by workflow/rules/data.smk)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from crest.schema import ConfigError
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from crest.data import load_registry, prepare_source
+
+    registry = load_registry(args.registry)
+    if args.source not in registry:
+        raise ConfigError(f"unknown source {args.source!r} (registry: {', '.join(args.registry)})")
+    stats = prepare_source(registry[args.source], args.out, cache_dir=args.cache_dir, validation=args.validation,
+                           test=args.test, seed=args.seed, offline=args.offline)
+    print(json.dumps({k: stats[k] for k in ("source", "rows_kept", "dropped", "labels")}))
+
+
+def _corpus(args: argparse.Namespace) -> None:
+    from crest.data import build_corpus
+
+    stats = build_corpus(args.inputs, args.out)
+    print(json.dumps({k: stats[k] for k in ("rows_kept", "dropped", "labels")}))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="data stage").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("prepare", help="load one registry source into the normalised parquet")
+    p.add_argument("--registry", action="append", required=True, help="registry YAML (repeatable)")
+    p.add_argument("--source", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--cache-dir", default="results/cache/wheels")
+    p.add_argument("--validation", type=float, default=0.1)
+    p.add_argument("--test", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--offline", action="store_true")
+    p.set_defaults(func=_prepare)
+    p = data.add_parser("corpus", help="merge prepared sources, dropping texts seen in an earlier one")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.set_defaults(func=_corpus)
