@@ -16,6 +16,7 @@ from crest.schema import ConfigError
 
 STAGE_CLIS = (
     "crest.data.cli",
+    "crest.guard.cli",
 )
 
 

@@ -54,16 +54,20 @@ def xlmr_tokenizer(spm_model: str | Path):
 
 def build_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, *, vocab_size: int = 1000,
                     hidden_size: int = 32, num_layers: int = 2, num_heads: int = 2, intermediate_size: int = 64,
-                    max_position_embeddings: int = 514, num_labels: int | None = None, seed: int = 0) -> Path:
+                    max_position_embeddings: int = 514, num_labels: int | None = None, seed: int = 0,
+                    extra_symbols: Sequence[str] = ()) -> Path:
     """Save a random-weight XLM-R (an encoder, or a sequence classifier when `num_labels` is set)
-    with its tokenizer to `out_dir`, loadable by `from_pretrained`."""
+    with its tokenizer to `out_dir`, loadable by `from_pretrained`. `extra_symbols` become single
+    vocabulary pieces (a test can plant one as a trigger)."""
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaForSequenceClassification, XLMRobertaModel
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    spm_model = train_sentencepiece(texts or sample_texts(), out_dir / "sentencepiece.bpe", vocab_size)
+    spm_model = train_sentencepiece(texts or sample_texts(), out_dir / "sentencepiece.bpe", vocab_size,
+                                    user_defined_symbols=extra_symbols)
     tokenizer = xlmr_tokenizer(spm_model)
+    tokenizer.model_max_length = max_position_embeddings - 2
     config = XLMRobertaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, intermediate_size=intermediate_size,

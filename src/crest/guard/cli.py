@@ -1,0 +1,102 @@
+"""`crest classify` (score texts with a trained guardrail) and `crest guard calibrate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from crest.data.formats import DataFormatError, parse_records
+
+FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
+
+
+def read_inputs(source: str, fmt: str, field: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records and their texts from a file or '-' (stdin): plain lines, JSONL (a field) or CSV (a
+    column). Empty input, binary data, a missing field: DataFormatError naming the input."""
+    name = "<stdin>" if source == "-" else source
+    if source == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise DataFormatError(f"{name}: no such file")
+        data = path.read_bytes()
+    if fmt == "auto":
+        fmt = "txt" if source == "-" else FORMATS.get(Path(source).suffix.lower(), "txt")
+    if b"\x00" in data[:65536]:
+        raise DataFormatError(f"{name}: binary data (NUL bytes); expected text lines, JSONL or CSV")
+    records = parse_records(data, "txt" if fmt == "lines" else fmt, name)
+    if not records:
+        raise DataFormatError(f"{name}: no input texts (empty input)")
+    key = "text" if fmt in ("txt", "lines") else field
+    missing = next((i for i, r in enumerate(records, 1) if key not in r), None)
+    if missing is not None:
+        fields = ", ".join(sorted(records[missing - 1])) or "none"
+        what = "column" if fmt in ("csv", "tsv") else "field"
+        raise DataFormatError(f"{name}: record {missing} has no {what} {key!r} (it has: {fields}); "
+                              f"choose one with --field")
+    texts = [str(r[key]) for r in records]
+    return records, texts
+
+
+def _classify(args: argparse.Namespace) -> None:
+    from crest.guard import Guard
+    from crest.io import write_text
+
+    records, texts = read_inputs(args.input, args.format, args.field)
+    guard = Guard.from_pretrained(args.model, device=args.device, threshold=args.threshold,
+                                  batch_size=args.batch_size)
+    results = guard.classify(texts)
+    lines = [json.dumps({**record, **result}, ensure_ascii=False, default=str) for record, result in zip(records, results)]
+    out = "\n".join(lines) + "\n"
+    if args.out:
+        write_text(out, args.out)
+    else:
+        sys.stdout.write(out)  # written once, after every text is scored: never half an answer
+
+
+def _calibrate(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from crest.guard import Guard, calibrate_threshold, save_threshold
+
+    frames = [pd.read_parquet(p) for p in args.data]
+    df = pd.concat(frames, ignore_index=True)
+    if args.split:
+        df = df[df["split"] == args.split]
+    if df.empty:
+        raise ValueError(f"no rows with split {args.split!r} in {', '.join(map(str, args.data))}")
+    guard = Guard.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+    result = calibrate_threshold(guard.score(df["text"].tolist()), df["label"].to_numpy(),
+                                 target_recall=args.target_recall, target_fpr=args.target_fpr)
+    note = f"{args.split or 'all'} split of {', '.join(Path(p).name for p in args.data)}"
+    save_threshold(args.model, result, note)
+    print(json.dumps(result))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("classify", help="score texts with a trained guardrail; JSONL out")
+    p.add_argument("--model", required=True, help="model directory (or hub id)")
+    p.add_argument("--threshold", type=float, default=None, help="default: the model's calibrated one, else 0.5")
+    p.add_argument("--format", choices=["auto", "lines", "jsonl", "csv", "tsv"], default="auto")
+    p.add_argument("--field", default="text", help="JSONL field / CSV column holding the text")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", type=Path, help="write here (atomically) instead of stdout")
+    p.add_argument("input", nargs="?", default="-", help="file, or - for stdin (default)")
+    p.set_defaults(func=_classify)
+
+    guard = sub.add_parser("guard", help="guardrail utilities").add_subparsers(dest="guard_command", required=True)
+    p = guard.add_parser("calibrate", help="choose and store the threshold for a target recall or FPR")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--data", required=True, nargs="+", type=Path, help="parquet(s) with text, label, split")
+    p.add_argument("--split", default="validation")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-recall", type=float)
+    target.add_argument("--target-fpr", type=float)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_calibrate)

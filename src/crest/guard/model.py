@@ -1,0 +1,124 @@
+"""`Guard`: a fine-tuned XLM-R safety classifier behind a small API.
+
+    guard = Guard.from_pretrained("results/paper/models/crest/large/seed0")
+    guard.score(["How do I make a pipe bomb?"])        # -> array([0.98], dtype=float32)
+    guard.classify(texts)                              # threshold stored with the model, else 0.5
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crest.guard.windows import split_windows
+
+log = logging.getLogger(__name__)
+GUARD_FILE = "crest_guard.json"  # threshold and calibration, saved beside the weights
+DEFAULT_THRESHOLD = 0.5
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def unsafe_index(config: Any) -> int:
+    """Which logit is 'unsafe': from the model's label2id when it names one, else 1."""
+    label2id = {str(k).lower(): v for k, v in (getattr(config, "label2id", None) or {}).items()}
+    return int(label2id.get("unsafe", 1))
+
+
+def load_guard_file(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / GUARD_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+class Guard:
+    """Scores texts with P(unsafe). Inputs longer than the model's window are scored over
+    overlapping windows and the maximum is taken."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, threshold: float = DEFAULT_THRESHOLD,
+                 device: str = "cpu", batch_size: int = 32, max_length: int | None = None,
+                 stride: int | None = None, pad_to_multiple_of: int = 8) -> None:
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
+        self.threshold = float(threshold)
+        self.device = device
+        self.batch_size = batch_size
+        limit = int(getattr(model.config, "max_position_embeddings", 514)) - 2  # XLM-R positions start at 2
+        self.max_length = min(max_length or 512, limit)
+        self.window = self.max_length - 2  # room for <s> and </s>
+        self.stride = stride or max(1, self.window // 2)
+        self.pad_to_multiple_of = pad_to_multiple_of
+        self.unsafe = unsafe_index(model.config)
+
+    @classmethod
+    def from_pretrained(cls, path_or_hub_id: str | Path, *, device: str = "auto", threshold: float | None = None,
+                        dtype: str | None = None, compile: bool = False, **kwargs: Any) -> Guard:
+        """Load a classifier directory (or hub id). The threshold is, in order: the argument, the
+        calibrated one stored in the directory, 0.5. `compile=True` wraps the model in
+        torch.compile(mode="reduce-overhead") (CUDA graphs; lengths are bucketed to limit
+        recompilation)."""
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        device = pick_device(device)
+        torch_dtype = getattr(torch, dtype) if dtype else (torch.float16 if device == "cuda" else torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id)
+        model = AutoModelForSequenceClassification.from_pretrained(path_or_hub_id, dtype=torch_dtype)
+        stored = load_guard_file(path_or_hub_id) if Path(path_or_hub_id).is_dir() else {}
+        if threshold is None:
+            threshold = stored.get("threshold", DEFAULT_THRESHOLD)
+        if compile:
+            kwargs.setdefault("pad_to_multiple_of", 64)
+        guard = cls(model, tokenizer, threshold=threshold, device=device, **kwargs)
+        if compile:
+            guard.model = torch.compile(guard.model, mode="reduce-overhead")
+        return guard
+
+    def _windows(self, texts: Sequence[str]) -> tuple[list[list[int]], list[int]]:
+        """Token-id windows with special tokens, and the text each window belongs to."""
+        tok = self.tokenizer
+        ids = tok(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        windows, owner = [], []
+        for i, seq in enumerate(ids):
+            for w in split_windows(seq, self.window, self.stride):
+                windows.append([tok.cls_token_id, *w, tok.sep_token_id])
+                owner.append(i)
+        return windows, owner
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        """P(unsafe) per text (float32), the maximum over its windows."""
+        import torch
+
+        if isinstance(texts, str):
+            raise TypeError("score() takes a sequence of texts, not one string")
+        if len(texts) == 0:
+            return np.zeros(0, dtype=np.float32)
+        windows, owner = self._windows(texts)
+        order = np.argsort([len(w) for w in windows], kind="stable")
+        probs = np.empty(len(windows), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = self.tokenizer.pad({"input_ids": [windows[i] for i in idx]}, return_tensors="pt",
+                                           pad_to_multiple_of=self.pad_to_multiple_of)
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                logits = self.model(**batch).logits.float()
+                probs[idx] = torch.softmax(logits, dim=-1)[:, self.unsafe].cpu().numpy()
+        out = np.zeros(len(texts), dtype=np.float32)
+        np.maximum.at(out, np.asarray(owner), probs)
+        return out
+
+    def classify(self, texts: Sequence[str], threshold: float | None = None) -> list[dict[str, Any]]:
+        """{"prob_unsafe", "label"} per text; label is "unsafe" when prob_unsafe >= threshold."""
+        t = self.threshold if threshold is None else float(threshold)
+        return [{"prob_unsafe": float(p), "label": "unsafe" if p >= t else "safe"} for p in self.score(texts)]
