@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 
 CORES ?= all
 
-.PHONY: demo test venv lint dryrun-paper lock clean-demo
+.PHONY: demo test test-slurm venv lint dryrun-paper lock clean-demo
 
 venv: $(STAMP)
 
@@ -24,10 +24,16 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
+	$(BIN)/snakemake --report results/demo/report.html --configfile config/demo.yaml
 	@$(BIN)/crest where --configfile config/demo.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The data stage on a real single-node SLURM cluster through profiles/slurm (root: installs
+# Debian's slurm-wlm, munge, MariaDB; starts and stops the daemons). tests/slurm/run.sh.
+test-slurm: $(STAMP)
+	bash tests/slurm/run.sh
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint --configfile config/demo.yaml

@@ -9,11 +9,24 @@ if not config:
     configfile: "config/demo.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/translate.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/cluster.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"  # last: it evaluates what the stages above build
 
 
 rule all:
     input:
         data_outputs(),
+        translate_outputs(),
+        embed_outputs(),
+        cluster_outputs(),
+        train_outputs(),
+        evaluate_outputs(),
     default_target: True

@@ -32,3 +32,56 @@ def local_source(tmp_path: Path):
         return entry
 
     return make
+
+
+# --- training fixtures (crest.train): a tiny encoder and translated shards with a learnable rule ----
+TRIGGER = "zyxbomb"
+"""A word planted in every unsafe row of `toy_shards`: the rule a tiny classifier can learn."""
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """A random-weight XLM-R encoder (2 layers, hidden 32) whose vocabulary holds TRIGGER as one
+    piece, built once per session."""
+    from crest.tiny import build_tiny_xlmr
+
+    return build_tiny_xlmr(tmp_path_factory.mktemp("tiny_encoder") / "xlmr", extra_symbols=[TRIGGER])
+
+
+def write_toy_shards(folder: Path, langs: dict[str, str] | list[str], rows: int = 200, unsafe: float = 0.7,
+                     seed: int = 0, random_translator: bool = True) -> Path:
+    """Translated shards as the translation stage writes them ({lang}.parquet + {lang}.qc.json):
+    the same ids, labels and splits (80/10/10) in every language; texts of 2-8 CLDR words of the
+    language (`langs` maps a code to a babel locale), TRIGGER in the unsafe ones."""
+    import random
+
+    import pandas as pd
+
+    from crest.tiny import sample_texts
+
+    langs = dict(langs) if isinstance(langs, dict) else {c: c for c in langs}
+    rng = random.Random(seed)
+    labels = [int(rng.random() < unsafe) for _ in range(rows)]
+    lengths = [rng.randint(2, 8) for _ in range(rows)]
+    splits = ["train" if i % 10 < 8 else ("validation" if i % 10 == 8 else "test") for i in range(rows)]
+    folder.mkdir(parents=True, exist_ok=True)
+    for code, locale in langs.items():
+        words = [w for w in sample_texts((locale,)) if " " not in w][:150]
+        r = random.Random(f"{seed}:{code}")
+        texts = []
+        for label, n in zip(labels, lengths, strict=True):
+            ws = [r.choice(words) for _ in range(n)]
+            if label:
+                ws.insert(r.randrange(n + 1), TRIGGER)
+            texts.append(" ".join(ws))
+        pd.DataFrame({"id": [f"toy-{i:05d}" for i in range(rows)], "text": texts, "label": labels, "lang": code,
+                      "source": "toy", "category": "", "split": splits, "origin": "", "src_text": texts},
+                     ).to_parquet(folder / f"{code}.parquet", index=False)
+        (folder / f"{code}.qc.json").write_text(
+            f'{{"lang": "{code}", "translator_is_random": {str(random_translator and code != "en").lower()}}}\n')
+    return folder
+
+
+@pytest.fixture
+def toy_shards(tmp_path: Path):
+    return lambda langs, **kw: write_toy_shards(tmp_path / "translated", langs, **kw)

@@ -16,7 +16,13 @@ from crest.schema import ConfigError
 
 STAGE_CLIS = (
     "crest.data.cli",
+    "crest.translate.cli",
+    "crest.embed.cli",
+    "crest.cluster.cli",
+    "crest.train.cli",
+    "crest.evaluate.cli",
     "crest.guard.cli",
+    "crest.gpu_slots",
 )
 
 
@@ -38,6 +44,10 @@ def _where(args: argparse.Namespace) -> None:
         if path.exists():
             n = len(list(path.glob("*.parquet")))
             print(f"  {label:18s} {path}/ ({n} parquet files, each with a .stats.json)")
+    from crest.evaluate.plan import where_lines
+
+    for line in where_lines(config):
+        print(line)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,10 +7,15 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from crest.cluster.config import check_cluster
 from crest.data.registry import Source, load_registry, source_languages
+from crest.embed.config import check_embed
+from crest.evaluate.plan import check_evaluate
 from crest.languages import check_codes, load_languages
 from crest.paths import resolve
 from crest.schema import ConfigError, read_yaml, validate
+from crest.train.plan import check_train
+from crest.translate.plan import check_translate
 
 
 def load_config(config: dict[str, Any] | str | Path, origin: str | None = None) -> dict[str, Any]:
@@ -32,6 +37,11 @@ def load_config(config: dict[str, Any] | str | Path, origin: str | None = None) 
         _wrap(lambda: check_codes(codes, table, f"languages.groups.{group}"), origin)
     registry = load_run_registry(config, origin)
     _check_sources(config, registry, table, origin)
+    check_translate(config, table, origin)
+    check_embed(config, table, origin)
+    check_cluster(config, table, origin)
+    check_train(config, table, origin)
+    check_evaluate(config, table, origin)
     return config
 
 

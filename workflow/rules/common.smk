@@ -9,6 +9,11 @@ RUN = str(run_dir(config))
 REGISTRY = load_run_registry(config)
 SOURCES = config["data"]["sources"]
 CORPORA = config["data"]["corpora"]
+# GPU rules declare `resources: gpu=N` and start their shell command with GPU_RUN
+# (src/crest/gpu_slots.py): on a workstation it locks N GPUs for the job and sets
+# CUDA_VISIBLE_DEVICES (Snakemake sets none for local jobs); in a SLURM job it hands out only the
+# job's own GPUs; N=0 hides every GPU.
+GPU_RUN = "crest gpu-run --gpus {resources.gpu} -- "
 
 
 wildcard_constraints:

@@ -12,6 +12,9 @@ rule prepare_source:
         offline="--offline" if config["offline"] else "",
     log:
         f"{RUN}/logs/data/{{source}}.log",
+    resources:
+        mem_mb=4000,
+        runtime=60,
     conda:
         "../../envs/crest.yaml"
     shell:
@@ -28,6 +31,9 @@ rule build_corpus:
         stats=f"{RUN}/data/corpora/{{corpus}}.stats.json",
     log:
         f"{RUN}/logs/data/corpus_{{corpus}}.log",
+    resources:
+        mem_mb=4000,
+        runtime=30,
     conda:
         "../../envs/crest.yaml"
     shell:

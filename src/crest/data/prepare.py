@@ -72,6 +72,10 @@ def load_records(source: Source, cache_dir: Path, offline: bool) -> tuple[list[d
         records, prov = _load_hub(source, offline)
     elif kind == "local":
         records, prov = _load_local(source)
+    elif kind == "cldr":
+        from crest.data.cldr import load_cldr
+
+        records, prov = load_cldr(source.loader)
     else:
         records, prov = _load_wheel(source, cache_dir)
     return records, {"loader": kind, **prov, "license": source.spec["license"],
@@ -98,7 +102,7 @@ def prepare_source(source: Source, out: str | Path, *, cache_dir: str | Path, va
     records, provenance = load_records(source, Path(cache_dir), offline)
     df, skipped = source_frame(source, records)
     n_rows = len(df)
-    df, dropped = clean_rows(df)
+    df, dropped = clean_parallel(df) if source.loader_kind in PARALLEL_LOADERS else clean_rows(df)
     dropped.update(skipped)
     if df.empty:
         raise ValueError(f"source {source.id!r}: no rows left after cleaning ({n_rows} read)")
@@ -115,6 +119,21 @@ def prepare_source(source: Source, out: str | Path, *, cache_dir: str | Path, va
     write_json(stats, stats_path(out))
     log.info("%s: %d rows kept of %d (dropped %s)", source.id, len(df), n_rows, dict(dropped))
     return stats
+
+
+PARALLEL_LOADERS = {"cldr"}
+"""Loaders whose rows are translations of each other: the same string may rightly occur in several
+languages (a city name), so duplicates are looked for within each language only."""
+
+
+def clean_parallel(df: pd.DataFrame) -> tuple[pd.DataFrame, Counter]:
+    """`clean_rows` within each language; rows keep their order."""
+    parts, dropped = [], Counter()
+    for _, group in df.groupby("lang", sort=False):
+        kept, counts = clean_rows(group)
+        parts.append(kept)
+        dropped.update(counts)
+    return pd.concat(parts, ignore_index=True), dropped
 
 
 def stats_path(parquet: str | Path) -> Path:

@@ -1,0 +1,264 @@
+"""`crest evaluate ...`: the evaluation stage's commands (workflow/rules/evaluate.smk calls them).
+
+    crest evaluate source   --registry R --source S --out eval/sources/S.parquet   # optional source, never fails
+    crest evaluate set      --benchmark B --lang L --kind K --spec JSON --out eval/sets/B/L.parquet INPUT...
+    crest evaluate model    --model DIR --arm A --size S --seed N --sets-dir eval/sets --out-dir eval/A/S/seedN B/L...
+    crest evaluate baseline --name N --spec JSON --sets-dir eval/sets --out-dir eval/baselines/N B/L...
+    crest evaluate summary  --out eval/metrics.csv --groups JSON [--clusters clusters.tsv] METRICS_JSON...
+    crest evaluate tables   --metrics eval/metrics.csv --spec paper/tables.yaml --out-dir paper/tables
+    crest evaluate figures  --metrics eval/metrics.csv --out-dir paper/figures --groups JSON
+    crest evaluate qc       --out-dir paper/qc --sets SET_JSON... [--data-stats ...] [--translation-qc ...] [--models ...]
+    crest evaluate codeswitch --matrix en.parquet --embedded hi.parquet --ratio 0.5 --out cs.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"not valid JSON: {e}: {text[:200]!r}") from e
+
+
+def _source(args: argparse.Namespace) -> None:
+    from crest.data.registry import load_registry
+    from crest.evaluate.sets import prepare_optional
+
+    registry = load_registry(args.registry)
+    if args.source not in registry:
+        raise ValueError(f"source {args.source!r} is not in {', '.join(args.registry)}")
+    stats = prepare_optional(registry[args.source], args.out, cache_dir=args.cache_dir, validation=args.validation,
+                             test=args.test, seed=args.seed, offline=args.offline)
+    print(json.dumps({k: stats.get(k) for k in ("source", "status", "reason", "rows_kept")}))
+
+
+def _set(args: argparse.Namespace) -> None:
+    from crest.evaluate.sets import build_set
+    from crest.languages import load_languages
+    from crest.paths import resolve
+
+    table = load_languages(resolve(args.languages)) if args.languages else load_languages()
+    meta = build_set(benchmark=args.benchmark, lang=args.lang, kind=args.kind, group=args.group, spec=_json(args.spec),
+                     inputs=args.inputs, out=args.out, scripts={c: lang.script for c, lang in table.items()})
+    print(json.dumps({k: meta.get(k) for k in ("benchmark", "lang", "status", "reason", "n", "n_unsafe")}))
+
+
+def _outputs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
+    sets, outs = [], []
+    for key in args.sets:
+        bench, _, lang = key.partition("/")
+        if not lang:
+            raise ValueError(f"expected BENCHMARK/LANG, got {key!r}")
+        sets.append(Path(args.sets_dir) / bench / f"{lang}.parquet")
+        outs.append(Path(args.out_dir) / bench / f"{lang}.parquet")
+    return sets, outs
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    return _json(args.settings) if args.settings else {}
+
+
+def _model(args: argparse.Namespace) -> None:
+    from crest.evaluate.run import evaluate_sets, model_provenance
+    from crest.guard import Guard
+
+    settings = _settings(args)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = {"kind": "trained", "arm": args.arm, "size": args.size, "seed": args.seed, "path": str(args.model),
+             **model_provenance(args.model)}
+
+    def factory():
+        from crest.evaluate.baselines import CrestScorer
+
+        guard = Guard.from_pretrained(args.model, device=settings.get("device", "auto"),
+                                      batch_size=settings.get("batch_size", 64),
+                                      max_length=settings.get("max_length", 512))
+        return CrestScorer(guard, str(args.model))
+
+    sets, outs = _outputs(args)
+    results = evaluate_sets(factory, sets, outs, model, settings)
+    print(json.dumps({"model": f"{args.arm}/{args.size}/seed{args.seed}", "sets": len(results),
+                      "missing": sum(r["status"] != "ok" for r in results)}))
+
+
+def _baseline(args: argparse.Namespace) -> None:
+    from crest.evaluate.baselines import load_scorer
+    from crest.evaluate.run import evaluate_sets
+
+    spec = _json(args.spec)
+    settings = _settings(args)
+    model = {"kind": "baseline", "name": args.name, "title": spec.get("title") or args.name, "family": spec["family"],
+             "path": spec["model"], "translator_is_random": False}
+    options = {k: spec[k] for k in ("tokenizer", "revision", "dtype", "batch_size", "max_length", "system_prompt_file")
+               if spec.get(k) is not None}
+
+    def factory():
+        return load_scorer(spec["family"], spec["model"], device=settings.get("device", "auto"), **options)
+
+    sets, outs = _outputs(args)
+    results = evaluate_sets(factory, sets, outs, model, settings)
+    print(json.dumps({"baseline": args.name, "sets": len(results), "missing": sum(r["status"] != "ok" for r in results)}))
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from crest.evaluate.collect import collect, read_clusters, write_metrics_csv
+
+    paths = list(args.inputs)
+    for d in args.dirs:  # a run's metrics files named by directory x set key (a paper run has ~10k: too long a command)
+        paths += [p for k in args.sets if (p := Path(d) / f"{k}.metrics.json").is_file()]
+    df = collect(paths, _json(args.groups), read_clusters(args.clusters))
+    write_metrics_csv(df, args.out)
+    print(f"{args.out}: {len(df)} rows, {int((df['status'] != 'ok').sum())} missing")
+
+
+def _tables(args: argparse.Namespace) -> None:
+    from crest.evaluate.collect import read_metrics_csv
+    from crest.evaluate.tables import load_table_specs, write_tables
+
+    df = read_metrics_csv(args.metrics)
+    banner = None
+    if df["random_translator"].astype(bool).any():
+        banner = ("Numbers marked * rest on the random-weight demo translator (or on models trained on its "
+                  "output): they exercise the pipeline and mean nothing about safety.")
+    tables = write_tables(df, load_table_specs(args.spec), args.out_dir, order=_json(args.order) if args.order else {},
+                          source=str(args.metrics), banner=banner)
+    print(f"{args.out_dir}: {len(tables)} tables (csv, md, tex)")
+
+
+def _figures(args: argparse.Namespace) -> None:
+    from crest.evaluate.collect import read_clusters, read_metrics_csv
+    from crest.evaluate.figures import write_figures
+
+    df = read_metrics_csv(args.metrics)
+    paths = write_figures(df, args.out_dir, group=args.group, clusters=read_clusters(args.clusters),
+                          groups=_json(args.groups), models=args.models or [], language_map_png=args.language_map,
+                          with_language_map=not args.no_language_map)
+    print("\n".join(map(str, paths)))
+
+
+def _qc(args: argparse.Namespace) -> None:
+    from crest.evaluate.report import write_qc
+
+    paths = write_qc(args.out_dir, set_jsons=args.sets, data_stats=args.data_stats, translation_qc=args.translation_qc,
+                     models=_json(args.models) if args.models else [], metrics=args.metrics)
+    print("\n".join(map(str, paths)))
+
+
+def _codeswitch(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from crest.evaluate.codeswitch import code_switch_frame, summary
+    from crest.io import write_parquet
+    from crest.languages import load_languages
+
+    table = load_languages()
+    matrix, embedded = pd.read_parquet(args.matrix), pd.read_parquet(args.embedded)
+    m_lang = args.matrix_lang or str(matrix["lang"].iloc[0])
+    e_lang = args.embedded_lang or str(embedded["lang"].iloc[0])
+    df = code_switch_frame(matrix, embedded, ratio=args.ratio, seed=args.seed, matrix_lang=m_lang, embedded_lang=e_lang,
+                           matrix_script=table[m_lang].script, embedded_script=table[e_lang].script,
+                           span_words=args.span_words)
+    write_parquet(df, args.out)
+    print(json.dumps(summary(df)))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    ev = sub.add_parser("evaluate", help="evaluation sets, metrics, baselines, tables, figures").add_subparsers(
+        dest="evaluate_command", required=True)
+
+    def add(name: str, help: str, func) -> argparse.ArgumentParser:
+        p = ev.add_parser(name, help=help)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("source", "prepare an optional benchmark source; a failure to load is recorded, not raised", _source)
+    p.add_argument("--registry", action="append", required=True)
+    p.add_argument("--source", required=True)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--cache-dir", default="results/cache/wheels")
+    p.add_argument("--validation", type=float, default=0.1)
+    p.add_argument("--test", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--offline", action="store_true")
+
+    p = add("set", "build one evaluation set (benchmark x language)", _set)
+    p.add_argument("--benchmark", required=True)
+    p.add_argument("--lang", required=True)
+    p.add_argument("--kind", required=True, choices=["sources", "corpus", "codeswitch"])
+    p.add_argument("--group", required=True)
+    p.add_argument("--spec", required=True, help="the benchmark's config entry, JSON")
+    p.add_argument("--languages", help="language table (default config/languages.tsv)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("inputs", nargs="+")
+
+    def scoring(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--sets-dir", required=True)
+        p.add_argument("--out-dir", required=True)
+        p.add_argument("--settings", help="JSON: threshold, bootstrap, sweep_step, curve_points, device, batch_size, max_length")
+        p.add_argument("--threads", type=int, default=0)
+        p.add_argument("sets", nargs="+", metavar="BENCHMARK/LANG")
+
+    p = add("model", "score a trained classifier on evaluation sets", _model)
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--arm", required=True)
+    p.add_argument("--size", required=True)
+    p.add_argument("--seed", required=True, type=int)
+    scoring(p)
+
+    p = add("baseline", "score a published guardrail on evaluation sets", _baseline)
+    p.add_argument("--name", required=True)
+    p.add_argument("--spec", required=True, help="the baseline's config entry, JSON")
+    scoring(p)
+
+    p = add("summary", "every metrics json into one long CSV", _summary)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--groups", required=True, help="languages.groups, JSON")
+    p.add_argument("--clusters", help="clusters.tsv of the clustering stage")
+    p.add_argument("--dirs", nargs="*", default=[], help="model output directories (eval/{arm}/{size}/seed{n}, ...)")
+    p.add_argument("--sets", nargs="*", default=[], metavar="BENCHMARK/LANG", help="set keys to read in each of --dirs")
+    p.add_argument("inputs", nargs="*", help="metrics json files")
+
+    p = add("tables", "paper tables (csv, md, tex) from the metrics CSV", _tables)
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--spec", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--order", help="JSON: display order of models, languages per group, ...")
+
+    p = add("figures", "paper figures (png, pdf) from the metrics CSV", _figures)
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--groups", required=True, help="languages.groups, JSON")
+    p.add_argument("--group", default="multilingual", help="benchmark group of the per-language figures")
+    p.add_argument("--clusters")
+    p.add_argument("--models", nargs="*", help="display order of the models")
+    p.add_argument("--language-map", help="the clustering stage's language map (png)")
+    p.add_argument("--no-language-map", action="store_true")
+
+    p = add("qc", "QC and provenance tables for the report", _qc)
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--sets", nargs="*", default=[])
+    p.add_argument("--data-stats", nargs="*", default=[])
+    p.add_argument("--translation-qc", nargs="*", default=[])
+    p.add_argument("--models", help="JSON list of {label, arm, size, seed, path} / baselines")
+    p.add_argument("--metrics", type=Path)
+
+    p = add("codeswitch", "code-switch a translated shard with another (any language pair)", _codeswitch)
+    p.add_argument("--matrix", required=True, type=Path)
+    p.add_argument("--embedded", required=True, type=Path)
+    p.add_argument("--matrix-lang")
+    p.add_argument("--embedded-lang")
+    p.add_argument("--ratio", type=float, default=0.5)
+    p.add_argument("--span-words", type=int, default=4)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--out", required=True, type=Path)

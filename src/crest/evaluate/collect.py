@@ -1,0 +1,83 @@
+"""Every metrics json of a run into one long table (eval/metrics.csv): one row per (model, seed,
+benchmark, language), with the language's groups (languages.groups), its cluster (when the
+clustering stage ran) and whether the number rests on a random-weight translator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crest.io import atomic_path
+
+METRICS = ["f1", "precision", "recall", "accuracy", "auprc", "auroc", "fpr"]
+COLUMNS = ["model", "model_kind", "arm", "size", "seed", "baseline", "benchmark", "title", "set", "group", "lang",
+           "lang_groups", "cluster", "status", "reason", "n", "n_unsafe", "n_safe", *METRICS, "f1_lo", "f1_hi",
+           "threshold", "best_threshold", "best_f1", "set_translator_is_random", "model_translator_is_random",
+           "random_translator", "metrics_path"]
+
+
+def model_label(model: dict[str, Any]) -> str:
+    """How a model is named in tables: `{arm}-{size}` (seeds averaged) or the baseline's title."""
+    if model.get("kind") == "baseline":
+        return model.get("title") or model["name"]
+    return f"{model['arm']}-{model['size']}"
+
+
+def read_clusters(path: str | Path | None) -> dict[str, str]:
+    if not path or not Path(path).is_file():
+        return {}
+    df = pd.read_csv(path, sep="\t", dtype=str)
+    if not {"language", "cluster"} <= set(df.columns):
+        return {}
+    return dict(zip(df["language"], df["cluster"]))
+
+
+def lang_groups(lang: str, groups: dict[str, list[str]]) -> list[str]:
+    """Groups of a language; a code-switched pair `a-b` belongs to the groups of its embedded side."""
+    code = lang.split("-", 1)[1] if "-" in lang else lang
+    return [g for g, codes in groups.items() if code in codes]
+
+
+def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters: dict[str, str] | None = None) -> pd.DataFrame:
+    clusters = clusters or {}
+    rows = []
+    for path in paths:
+        r = json.loads(Path(path).read_text(encoding="utf-8"))
+        model = r["model"]
+        ci = r.get("f1_ci") or {}
+        best = r.get("best_f1") or {}
+        lang = r["lang"]
+        code = lang.split("-", 1)[1] if "-" in lang else lang
+        row = {
+            "model": model_label(model), "model_kind": model.get("kind", "trained"), "arm": model.get("arm"),
+            "size": model.get("size"), "seed": model.get("seed"), "baseline": model.get("name"),
+            "benchmark": r["benchmark"], "title": r.get("title") or r["benchmark"],
+            "set": f"{r.get('title') or r['benchmark']} [{lang}]", "group": r["group"], "lang": lang,
+            "lang_groups": ";".join(lang_groups(lang, groups)), "cluster": clusters.get(code),
+            "status": r["status"], "reason": r.get("reason"), "n": r.get("n", 0), "n_unsafe": r.get("n_unsafe"),
+            "n_safe": r.get("n_safe"), **{m: r.get(m) for m in METRICS}, "f1_lo": ci.get("lo"), "f1_hi": ci.get("hi"),
+            "threshold": r.get("threshold"), "best_threshold": best.get("threshold"), "best_f1": best.get("f1"),
+            "set_translator_is_random": bool(r.get("set_translator_is_random")),
+            "model_translator_is_random": bool(model.get("translator_is_random")),
+            "metrics_path": str(path),
+        }
+        row["random_translator"] = row["set_translator_is_random"] or row["model_translator_is_random"]
+        rows.append(row)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def write_metrics_csv(df: pd.DataFrame, out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.6g")
+
+
+def read_metrics_csv(path: str | Path) -> pd.DataFrame:
+    df = pd.read_csv(path, dtype={"seed": "Int64", "lang_groups": str, "cluster": str, "arm": str, "size": str,
+                                  "baseline": str, "reason": str, "lang": str})
+    for col in ("lang_groups", "cluster", "reason"):
+        df[col] = df[col].fillna("")
+    return df

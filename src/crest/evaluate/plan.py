@@ -1,0 +1,274 @@
+"""What the evaluation stage does for a run config: the evaluation sets (benchmark x language),
+where each reads its rows from, and the checks the schema cannot express. Light on imports: the
+Snakefile and `crest config check` load it.
+
+    sets = eval_sets(config, registry, table)     # [EvalSet(benchmark, lang, kind, group, inputs, spec)]
+
+Paths (relative to the working directory, under results/{run}/):
+
+    eval/sources/{source}.parquet               optional benchmark sources, prepared here (+ .stats.json)
+    eval/sets/{benchmark}/{lang}.parquet        one evaluation set (+ .json: status, reason, counts)
+    eval/{arm}/{size}/seed{seed}/{benchmark}/{lang}.parquet       predictions of a trained model
+    eval/{arm}/{size}/seed{seed}/{benchmark}/{lang}.metrics.json  its metrics
+    eval/baselines/{name}/{benchmark}/{lang}.parquet (+ .metrics.json)
+    eval/metrics.csv                            every metrics file, one row each
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crest.languages import MIXED, Language, check_codes
+from crest.schema import ConfigError
+
+RESERVED_ARMS = frozenset({"sets", "sources", "baselines"})
+"""Directory names under eval/ that are not arms."""
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    benchmark: str
+    lang: str
+    """A language code; for a generated code-switched set `{matrix}-{embedded}`."""
+    kind: str
+    """sources | corpus | codeswitch"""
+    group: str
+    inputs: tuple[str, ...]
+    spec: dict[str, Any] = field(compare=False, hash=False)
+
+    @property
+    def key(self) -> str:
+        return f"{self.benchmark}/{self.lang}"
+
+
+def run_dir(config: dict[str, Any]) -> Path:
+    return Path("results") / config["run"]
+
+
+def expand_languages(value: str | list[str], groups: dict[str, list[str]], table: dict[str, Language],
+                     where: str) -> list[str]:
+    """Codes from a code, a group name, or a list of both (order kept, duplicates dropped)."""
+    items = [value] if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for i, item in enumerate(items):
+        if item in groups:
+            codes = groups[item]
+        else:
+            try:
+                check_codes([item], table, f"{where}[{i}]" if not isinstance(value, str) else where)
+            except ValueError as e:
+                raise ConfigError(f"{e} (or name a group of languages.groups: {', '.join(groups)})") from e
+            codes = [item]
+        out.extend(c for c in codes if c not in out)
+    return out
+
+
+def translated_languages(config: dict[str, Any], table: dict[str, Language]) -> list[str]:
+    """The shard languages the translation stage produces for each of its corpora."""
+    section = config.get("translate") or {}
+    if not section.get("corpora"):
+        return []
+    from crest.translate.plan import resolve_languages
+
+    langs, _ = resolve_languages(section, config["languages"]["groups"], table)
+    return langs
+
+
+def optional_sources(config: dict[str, Any]) -> list[str]:
+    """Sources of optional benchmarks, prepared by this stage (eval/sources/)."""
+    out: list[str] = []
+    for spec in config.get("evaluate", {}).get("benchmarks", {}).values():
+        if spec.get("optional"):
+            out.extend(s for s in spec.get("sources", []) if s not in out)
+    return out
+
+
+def source_path(config: dict[str, Any], source: str) -> str:
+    run = run_dir(config)
+    if source in optional_sources(config):
+        return str(run / "eval" / "sources" / f"{source}.parquet")
+    return str(run / "data" / f"{source}.parquet")
+
+
+def shard_path(config: dict[str, Any], corpus: str, lang: str) -> str:
+    return str(run_dir(config) / "translated" / corpus / f"{lang}.parquet")
+
+
+def eval_sets(config: dict[str, Any], registry: dict[str, Any], table: dict[str, Language]) -> list[EvalSet]:
+    """Every evaluation set of the run config, in config order."""
+    from crest.data.registry import source_languages
+
+    section = config.get("evaluate") or {}
+    groups = config["languages"]["groups"]
+    translated = translated_languages(config, table)
+    source_lang = (config.get("translate") or {}).get("source_lang", "en")
+    grouped = [c for codes in groups.values() for c in codes]
+    sets: list[EvalSet] = []
+    for name, spec in section.get("benchmarks", {}).items():
+        where = f"evaluate.benchmarks.{name}"
+        if "sources" in spec:
+            declared: list[str] = []
+            for sid in spec["sources"]:
+                declared.extend(c for c in source_languages(registry[sid]) if c not in declared)
+            langs = (expand_languages(spec["languages"], groups, table, f"{where}.languages")
+                     if "languages" in spec else declared)
+            inputs = tuple(source_path(config, s) for s in spec["sources"])
+            sets.extend(EvalSet(name, lang, "sources", spec["group"], inputs, spec) for lang in langs)
+        else:
+            corpus = spec["corpus"]
+            if "languages" in spec:
+                langs = expand_languages(spec["languages"], groups, table, f"{where}.languages")
+            else:
+                langs = [c for c in translated if c == source_lang or c in grouped]
+            for lang in langs:
+                sets.append(EvalSet(name, lang, "corpus", spec["group"], (shard_path(config, corpus, lang),), spec))
+    for name, spec in section.get("codeswitch", {}).items():
+        where = f"evaluate.codeswitch.{name}"
+        embedded = expand_languages(spec["embedded"], groups, table, f"{where}.embedded")
+        for lang in embedded:
+            if lang == spec["matrix"]:
+                continue
+            inputs = (shard_path(config, spec["corpus"], spec["matrix"]), shard_path(config, spec["corpus"], lang))
+            sets.append(EvalSet(name, f"{spec['matrix']}-{lang}", "codeswitch", spec["group"], inputs, spec))
+    return sets
+
+
+def benchmark_registry(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's registry plus evaluate.registry (sources that optional benchmarks may name)."""
+    from crest.data.registry import load_registry
+    from crest.paths import resolve
+
+    paths = list(config["data"]["registry"])
+    for i, path in enumerate(config.get("evaluate", {}).get("registry", [])):
+        if not resolve(path).is_file():
+            raise ConfigError(f"evaluate.registry[{i}]: registry file {path!r} not found")
+        if path not in paths:
+            paths.append(path)
+    return load_registry(paths)
+
+
+def check_evaluate(config: dict[str, Any], table: dict[str, Language], origin: str = "config") -> None:
+    """Checks the schema cannot express: sources known (and prepared, unless optional), corpora
+    translated into the listed languages, language codes, baseline prompt files, the tables spec."""
+    from crest.paths import resolve
+
+    section = config.get("evaluate") or {}
+    if not section.get("benchmarks") and not section.get("codeswitch"):
+        return
+    registry = benchmark_registry(config)
+    data_sources = config["data"]["sources"]
+    tr = config.get("translate") or {}
+    tr_corpora = tr.get("corpora", [])
+    try:
+        translated = translated_languages(config, table)
+    except ConfigError:
+        translated = []  # the translation stage's own check names the problem
+    groups = config["languages"]["groups"]
+
+    def err(msg: str) -> ConfigError:
+        return ConfigError(f"{origin}: {msg}")
+
+    def check_corpus(where: str, corpus: str, langs: list[str]) -> None:
+        if corpus not in tr_corpora:
+            raise err(f"{where}.corpus: {corpus!r} is not translated (translate.corpora: {tr_corpora or 'none'})")
+        missing = [c for c in langs if c not in translated]
+        if missing:
+            raise err(f"{where}: language(s) {', '.join(missing)} are not produced by the translation stage "
+                      f"(translate.languages); translated: {', '.join(translated)}")
+
+    for name, spec in section.get("benchmarks", {}).items():
+        where = f"evaluate.benchmarks.{name}"
+        try:
+            if "languages" in spec:
+                langs = expand_languages(spec["languages"], groups, table, f"{where}.languages")
+                if MIXED in langs:
+                    raise err(f"{where}.languages: {MIXED!r} is not a language")
+        except ConfigError as e:
+            raise err(str(e)) from e
+        if "sources" in spec:
+            if "filter_sources" in spec:
+                raise err(f"{where}.filter_sources: only with `corpus` (use `sources` to pick sources)")
+            for i, sid in enumerate(spec["sources"]):
+                if sid not in registry:
+                    raise err(f"{where}.sources[{i}]: unknown source {sid!r} (not in data.registry or evaluate.registry)")
+                source = registry[sid]
+                if spec["optional"]:
+                    if sid in data_sources:
+                        raise err(f"{where}.sources[{i}]: {sid!r} is optional, so this stage prepares it and "
+                                  f"tolerates its absence; remove it from data.sources (whose jobs fail when a "
+                                  f"source cannot be loaded)")
+                elif sid not in data_sources:
+                    raise err(f"{where}.sources[{i}]: {sid!r} is not in data.sources (add it there, or mark the "
+                              f"benchmark optional: true)")
+                elif config["offline"] and source.loader_kind == "hub":  # pragma: no cover - data check fires first
+                    raise err(f"{where}.sources[{i}]: {sid!r} needs the hub but the run is offline")
+        else:
+            langs = eval_langs = [s.lang for s in eval_sets(_only(config, "benchmarks", name), registry, table)]
+            if not eval_langs:
+                raise err(f"{where}: no languages to evaluate (corpus {spec['corpus']!r} has no translated grouped language)")
+            check_corpus(where, spec["corpus"], langs)
+    for name, spec in section.get("codeswitch", {}).items():
+        where = f"evaluate.codeswitch.{name}"
+        try:
+            embedded = expand_languages(spec["embedded"], groups, table, f"{where}.embedded")
+            check_codes([spec["matrix"]], table, f"{where}.matrix")
+        except (ConfigError, ValueError) as e:
+            raise err(str(e)) from e
+        check_corpus(where, spec["corpus"], [spec["matrix"], *embedded])
+    for name, spec in section.get("baselines", {}).items():
+        if spec.get("system_prompt_file") and not resolve(spec["system_prompt_file"]).is_file():
+            raise err(f"evaluate.baselines.{name}.system_prompt_file: {spec['system_prompt_file']!r} not found")
+    for arm in section.get("arms") or []:
+        if arm in RESERVED_ARMS:
+            raise err(f"evaluate.arms: {arm!r} is reserved (a directory of eval/)")
+    if not resolve(section["tables"]).is_file():
+        raise err(f"evaluate.tables: {section['tables']!r} not found")
+    from crest.evaluate.tables import load_table_specs
+
+    try:
+        load_table_specs(resolve(section["tables"]))
+    except ValueError as e:
+        raise err(str(e)) from e
+
+
+def _only(config: dict[str, Any], kind: str, name: str) -> dict[str, Any]:
+    section = config["evaluate"]
+    return {**config, "evaluate": {**section, "benchmarks": {}, "codeswitch": {}, kind: {name: section[kind][name]}}}
+
+
+def paper_dir(config: dict[str, Any]) -> Path:
+    value = (config.get("evaluate") or {}).get("paper_dir")
+    return Path(value) if value else run_dir(config) / "paper"
+
+
+def where_lines(config: dict[str, Any]) -> list[str]:
+    """`crest where` lines for the later stages: translations, models, evaluation, tables, figures,
+    QC and the HTML report (only those that exist)."""
+    root = run_dir(config)
+    paper = paper_dir(config)
+    lines = []
+    translated = sorted(p for p in (root / "translated").glob("*") if p.is_dir()) if (root / "translated").is_dir() else []
+    for corpus in translated:
+        n = len(list(corpus.glob("*.parquet")))
+        lines.append(f"  {'translated shards':18s} {corpus}/ ({n} languages, QC in qc_summary.tsv)")
+    models = sorted((root / "models").glob("*/*/seed*")) if (root / "models").is_dir() else []
+    if models:
+        lines.append(f"  {'trained models':18s} {root / 'models'}/{{arm}}/{{size}}/seed{{n}}/ ({len(models)} models)")
+    metrics = root / "eval" / "metrics.csv"
+    if metrics.is_file():
+        import pandas as pd
+
+        df = pd.read_csv(metrics)
+        lines.append(f"  {'evaluation':18s} {metrics} ({len(df)} model x benchmark x language rows, "
+                     f"{int((df['status'] != 'ok').sum())} missing)")
+        if df.get("random_translator", pd.Series(dtype=bool)).astype(bool).any():
+            lines.append("  note: numbers marked * rest on the random-weight demo translator (noise)")
+    for label, path in (("tables", paper / "tables" / "index.html"), ("figures", paper / "figures"),
+                        ("QC, provenance", paper / "qc" / "index.html"), ("HTML report", root / "report.html")):
+        if path.exists():
+            extra = {"tables": " (+ one .csv, .md, .tex per table)",
+                     "figures": f" ({len(list(path.glob('*.png')))} figures, .png + .pdf)"}.get(label, "")
+            lines.append(f"  {label:18s} {path}{'/' if path.is_dir() else ''}{extra}")
+    return lines

@@ -1,0 +1,191 @@
+"""Evaluation sets: one parquet per (benchmark, language) with the rows every model is scored on,
+and a json beside it saying whether the set exists (status `ok`) or not (`missing`, with the
+reason: a gated source, no rows left after the split filter), how many rows of each label it has,
+and whether its text rests on a random-weight translator.
+
+A set that cannot be built is never an error here: it is a set with status `missing`, so the
+rest of the DAG completes and the tables mark that cell as missing (never as zero)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crest.io import write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+SET_COLUMNS = ["id", "text", "label", "lang", "source", "category", "split"]
+OK, MISSING = "ok", "missing"
+
+
+def meta_path(parquet: str | Path) -> Path:
+    parquet = Path(parquet)
+    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".json")
+
+
+def read_set(parquet: str | Path) -> tuple[pd.DataFrame, dict[str, Any]]:
+    meta = json.loads(meta_path(parquet).read_text(encoding="utf-8"))
+    return pd.read_parquet(parquet), meta
+
+
+# -- optional sources ------------------------------------------------------------------------------
+def stats_path(parquet: str | Path) -> Path:
+    parquet = Path(parquet)
+    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".stats.json")
+
+
+def prepare_optional(source, out: str | Path, *, cache_dir: str | Path, validation: float, test: float,
+                     seed: int, offline: bool) -> dict[str, Any]:
+    """Prepare a source like the data stage does; if it cannot be loaded (gated, offline, gone),
+    write an empty parquet and stats with status `missing` and the reason instead of failing."""
+    from crest.data.prepare import COLUMNS, prepare_source
+
+    try:
+        stats = prepare_source(source, out, cache_dir=cache_dir, validation=validation, test=test, seed=seed,
+                               offline=offline)
+        stats = {**stats, "status": OK}
+        write_json(stats, stats_path(out))
+        return stats
+    except Exception as e:  # noqa: BLE001 - any failure to load makes the benchmark missing, with its reason
+        reason = f"{type(e).__name__}: {e}".strip()
+        log.warning("source %s could not be prepared; its benchmark will be marked missing: %s\n%s",
+                    source.id, reason, traceback.format_exc())
+        write_parquet(pd.DataFrame({c: pd.Series(dtype="int8" if c == "label" else "str") for c in COLUMNS}), out)
+        stats = {"source": source.id, "status": MISSING, "reason": reason[:2000], "url": source.spec.get("url"),
+                 "provenance": {"loader": source.loader_kind, "hub_id": source.loader.get("id"),
+                                "revision": source.loader.get("revision"), "license": source.spec.get("license"),
+                                "registry": str(source.origin)}}
+        write_json(stats, stats_path(out))
+        return stats
+
+
+# -- sampling and filters --------------------------------------------------------------------------
+def _rank(ids: pd.Series, seed: int) -> pd.Series:
+    return ids.map(lambda i: hashlib.sha1(f"{seed}:{i}".encode()).hexdigest())
+
+
+def sample_rows(df: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """At most `max_rows` rows, labels in their proportions (each at least one row when present),
+    chosen by a hash of (seed, id): the same ids in every language of a translated benchmark."""
+    if not max_rows or len(df) <= max_rows:
+        return df
+    counts = df["label"].value_counts()
+    quota = {lab: max(1, round(max_rows * n / len(df))) for lab, n in counts.items()}
+    while sum(quota.values()) > max_rows:
+        big = max(quota, key=quota.get)
+        quota[big] -= 1
+    ranked = df.assign(_rank=_rank(df["id"], seed)).sort_values("_rank", kind="stable")
+    parts = [ranked[ranked["label"] == lab].head(q) for lab, q in quota.items()]
+    return pd.concat(parts).drop(columns="_rank").sort_index()
+
+
+def _filter(df: pd.DataFrame, split: str | None, sources: Sequence[str] | None) -> tuple[pd.DataFrame, list[str]]:
+    notes = []
+    if sources:
+        df = df[df["source"].isin(list(sources))]
+        notes.append(f"source in {list(sources)}")
+    if split:
+        df = df[df["split"] == split]
+        notes.append(f"split == {split!r}")
+    return df, notes
+
+
+def _label_counts(df: pd.DataFrame) -> dict[str, int]:
+    return {"n": int(len(df)), "n_unsafe": int((df["label"] == 1).sum()), "n_safe": int((df["label"] == 0).sum())}
+
+
+def _shard_random(path: str | Path) -> bool:
+    from crest.translate.shard import shard_metadata
+
+    meta = shard_metadata(path)
+    if "translator_is_random" in meta:
+        return bool(meta["translator_is_random"])
+    qc = Path(path).with_name(Path(path).name.removesuffix(".parquet") + ".qc.json")
+    if qc.is_file():
+        return bool(json.loads(qc.read_text(encoding="utf-8")).get("translator_is_random", False))
+    return False
+
+
+def _shard_model(path: str | Path) -> str | None:
+    from crest.translate.shard import shard_metadata
+
+    return shard_metadata(path).get("model")
+
+
+# -- building one set ------------------------------------------------------------------------------
+def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[str, Any], inputs: Sequence[str],
+              out: str | Path, scripts: dict[str, str] | None = None) -> dict[str, Any]:
+    """Write the set parquet and its json; return the json. `scripts` maps language codes to
+    ISO 15924 scripts (code-switched sets join spans by script)."""
+    meta: dict[str, Any] = {"benchmark": benchmark, "lang": lang, "kind": kind, "group": group,
+                            "title": spec.get("title", benchmark), "split": spec.get("split"),
+                            "inputs": list(map(str, inputs)), "translator_is_random": False, "filters": []}
+    df, status, reason = pd.DataFrame(columns=SET_COLUMNS), OK, None
+    if kind == "sources":
+        frames = []
+        for path in inputs:
+            stats = stats_path(path)
+            s = json.loads(stats.read_text(encoding="utf-8")) if stats.is_file() else {}
+            if s.get("status") == MISSING:
+                status, reason = MISSING, f"source {s.get('source', Path(path).stem)!r} unavailable: {s.get('reason')}"
+                break
+            frames.append(pd.read_parquet(path))
+        if status == OK:
+            df = pd.concat(frames, ignore_index=True)
+            if lang != "*":
+                df = df[df["lang"] == lang]
+                meta["filters"].append(f"lang == {lang!r}")
+            df, notes = _filter(df, spec.get("split"), None)
+            meta["filters"] += notes
+    elif kind == "corpus":
+        (path,) = inputs
+        df = pd.read_parquet(path)
+        meta["translator_is_random"] = _shard_random(path)
+        meta["translator"] = _shard_model(path)
+        df, notes = _filter(df, spec.get("split"), spec.get("filter_sources"))
+        meta["filters"] += notes
+    elif kind == "codeswitch":
+        from crest.evaluate.codeswitch import code_switch_frame, summary
+
+        matrix_path, embedded_path = inputs
+        matrix_lang, embedded_lang = lang.split("-", 1)
+        matrix, notes = _filter(pd.read_parquet(matrix_path), spec.get("split"), spec.get("filter_sources"))
+        embedded = pd.read_parquet(embedded_path)
+        meta["filters"] += notes
+        meta["translator_is_random"] = _shard_random(matrix_path) or _shard_random(embedded_path)
+        matrix = sample_rows(matrix[matrix["id"].isin(embedded["id"])], spec.get("max_rows"), spec.get("seed", 13))
+        scripts = scripts or {}
+        df = code_switch_frame(matrix, embedded, ratio=spec["ratio"], seed=spec.get("seed", 13),
+                               matrix_lang=matrix_lang, embedded_lang=embedded_lang,
+                               matrix_script=scripts.get(matrix_lang, "Latn"),
+                               embedded_script=scripts.get(embedded_lang, "Latn"),
+                               span_words=spec.get("span_words", 4), levels=spec.get("levels", ("sentence", "clause")))
+        meta["codeswitch"] = {"ratio": spec["ratio"], **summary(df)}
+    else:
+        raise ValueError(f"unknown evaluation set kind {kind!r}")
+    if status == OK and kind != "codeswitch":
+        before = len(df)
+        df = sample_rows(df, spec.get("max_rows"), spec.get("seed", 13))
+        if len(df) < before:
+            meta["sampled_from"] = before
+    if status == OK and df.empty:
+        status, reason = MISSING, f"no rows left after filtering ({'; '.join(meta['filters']) or 'no filter'})"
+    columns = SET_COLUMNS + [c for c in df.columns if c not in SET_COLUMNS and c != "origin"]
+    df = df.reindex(columns=columns).reset_index(drop=True)
+    if not df.empty:
+        df["label"] = df["label"].astype("int8")
+        meta["sources"] = {k: int(v) for k, v in df["source"].value_counts().items()}
+    meta.update(status=status, reason=reason, **_label_counts(df))
+    write_parquet(df, out)
+    write_json(meta, meta_path(out))
+    log.info("%s/%s: %s, %d rows (%d unsafe)%s", benchmark, lang, status, meta["n"], meta["n_unsafe"],
+             f": {reason}" if reason else "")
+    return meta

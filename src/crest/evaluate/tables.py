@@ -1,0 +1,447 @@
+"""Paper tables from the long metrics table, declared in paper/tables.yaml (no code per table):
+
+    - id: english                          # file stem: tables/english.{csv,md,tex}
+      title: F1 on English benchmarks
+      filter: {group: english}             # rows of eval/metrics.csv (lists mean "any of";
+                                           # lang_group matches a language's membership)
+      rows: {by: benchmark}                # one row per value of a column, or
+      columns: {by: model}                 # {named: {Label: filter, ...}} for hand-made rows/columns
+      diff: {label: "ID - OOD", a: ID, b: OOD}   # optional: a column a - b of two named columns
+      value: f1                            # f1 | precision | recall | accuracy | auprc | auroc | fpr
+      scale: 100                           # shown as 100 x value, `digits` decimals
+      best: row                            # bold the best cell of each row (column | none)
+
+A cell averages the matching (benchmark, language) sets of one model, per seed, then over seeds
+(mean, and ± the standard deviation across seeds when there are several). Cell marks:
+`missing` (every matching set is missing: a gated benchmark), `—` (nothing matches: not evaluated),
+`n/a` (undefined, e.g. F1 of a set without unsafe rows), `*` (rests on a random-weight translator:
+noise), `†` (some matching sets missing; the value averages the rest). Each table lists the marks it
+uses and the reasons of missing sets under it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from crest.io import write_text
+from crest.schema import read_yaml
+
+VALUES = ("f1", "precision", "recall", "accuracy", "auprc", "auroc", "fpr")
+LOWER_IS_BETTER = {"fpr"}
+FIELDS = ("model", "model_kind", "arm", "size", "baseline", "benchmark", "title", "set", "group", "lang", "lang_group",
+          "cluster")
+MISSING, NOT_RUN, UNDEFINED = "missing", "—", "n/a"
+RANDOM_MARK, PARTIAL_MARK = "*", "†"
+NOTES = {
+    RANDOM_MARK: "rests on the random-weight demo translator (its translations are noise): not a result",
+    PARTIAL_MARK: "some of the averaged sets are missing; the value averages the others",
+    MISSING: "the benchmark could not be loaded (gated or unavailable); see the reasons below",
+    NOT_RUN: "not evaluated in this run",
+    UNDEFINED: "undefined (e.g. F1 of a set without unsafe rows)",
+}
+
+
+@dataclass
+class TableSpec:
+    id: str
+    title: str
+    rows: dict[str, Any]
+    columns: dict[str, Any]
+    filter: dict[str, Any] = field(default_factory=dict)
+    caption: str = ""
+    value: str = "f1"
+    scale: float = 100.0
+    digits: int = 1
+    best: str = "row"
+    diff: dict[str, str] | None = None
+    row_header: str | None = None
+
+
+def _check_axis(axis: Any, where: str) -> None:
+    if not isinstance(axis, dict) or len(axis) != 1 or next(iter(axis)) not in ("by", "named"):
+        raise ValueError(f"{where}: expected {{by: <column>}} or {{named: {{label: filter}}}}, got {axis!r}")
+    if "by" in axis and axis["by"] not in FIELDS:
+        raise ValueError(f"{where}.by: unknown column {axis['by']!r} (known: {', '.join(FIELDS)})")
+    if "named" in axis:
+        if not isinstance(axis["named"], dict) or not axis["named"]:
+            raise ValueError(f"{where}.named: expected a non-empty mapping label -> filter")
+        for label, flt in axis["named"].items():
+            _check_filter(flt, f"{where}.named.{label}")
+
+
+def _check_filter(flt: Any, where: str) -> None:
+    if not isinstance(flt, dict):
+        raise ValueError(f"{where}: a filter is a mapping column -> value(s), got {flt!r}")
+    for key in flt:
+        if key not in FIELDS:
+            raise ValueError(f"{where}: unknown filter column {key!r} (known: {', '.join(FIELDS)})")
+
+
+def load_table_specs(path: str | Path) -> list[TableSpec]:
+    """Read and check paper/tables.yaml; errors name the table and the key."""
+    doc = read_yaml(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("tables"), list):
+        raise ValueError(f"{path}: expected a mapping with a list `tables`")
+    specs, seen = [], set()
+    for i, raw in enumerate(doc["tables"]):
+        where = f"{path}: tables[{i}]"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: expected a mapping")
+        unknown = set(raw) - set(TableSpec.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"{where}: unknown key(s) {sorted(unknown)}")
+        for key in ("id", "title", "rows", "columns"):
+            if key not in raw:
+                raise ValueError(f"{where}: missing key {key!r}")
+        spec = TableSpec(**raw)
+        where = f"{path}: table {spec.id!r}"
+        if spec.id in seen:
+            raise ValueError(f"{where}: duplicate id")
+        seen.add(spec.id)
+        _check_axis(spec.rows, f"{where}.rows")
+        _check_axis(spec.columns, f"{where}.columns")
+        _check_filter(spec.filter, f"{where}.filter")
+        if spec.value not in VALUES:
+            raise ValueError(f"{where}.value: {spec.value!r} is not one of {', '.join(VALUES)}")
+        if spec.best not in ("row", "column", "none"):
+            raise ValueError(f"{where}.best: expected row, column or none")
+        if spec.diff is not None:
+            names = spec.columns.get("named", {})
+            if set(spec.diff) != {"label", "a", "b"} or spec.diff["a"] not in names or spec.diff["b"] not in names:
+                raise ValueError(f"{where}.diff: expected {{label, a, b}} with a and b named columns")
+        specs.append(spec)
+    return specs
+
+
+# -- selecting ------------------------------------------------------------------------------------
+def _as_list(value: Any) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def apply_filter(df: pd.DataFrame, flt: dict[str, Any]) -> pd.DataFrame:
+    mask = pd.Series(True, index=df.index)
+    for key, value in flt.items():
+        wanted = _as_list(value)
+        if key == "lang_group":
+            groups = df["lang_groups"].fillna("").str.split(";")
+            mask &= groups.map(lambda gs: any(g in wanted for g in gs))
+        else:
+            mask &= df[key].astype(str).isin(wanted)
+    return df[mask]
+
+
+MODEL_KEYS = ("model", "model_kind", "arm", "size", "baseline")
+
+
+def _axis_items(df: pd.DataFrame, axis: dict[str, Any], spec_filter: dict[str, Any],
+                order: dict[str, list[str]], everything: pd.DataFrame | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(label, filter) per row/column. `by` values come in the order of `order[column]` when given
+    (models in config order, languages in their group's order), else first appearance. Models are
+    those the filter's model keys select in the whole run (`everything`), so a model without any
+    matching set shows as a row/column of `—` rather than vanishing."""
+    if "named" in axis:
+        return list(axis["named"].items())
+    col = axis["by"]
+    if col in MODEL_KEYS and everything is not None:
+        df = apply_filter(everything, {k: v for k, v in spec_filter.items() if k in MODEL_KEYS})
+    if col == "lang_group":
+        present = {g for gs in df["lang_groups"].fillna("").str.split(";") for g in gs if g}
+        wanted = _as_list(spec_filter.get("lang_group", [])) or order.get("lang_group", sorted(present))
+        return [(g, {"lang_group": g}) for g in wanted if g in present]
+    values = list(dict.fromkeys(df[col].dropna().astype(str)))
+    preferred = order.get(col, [])
+    if col == "lang" and "lang_group" in spec_filter:
+        preferred = [c for g in _as_list(spec_filter["lang_group"]) for c in order.get(f"group:{g}", [])]
+    ranked = [v for v in preferred if v in values] + [v for v in values if v not in preferred]
+    labels = order.get(f"label:{col}", {})
+    if col == "cluster":
+        ranked.sort(key=lambda v: (len(v), v))  # numeric ids in order
+        labels = {v: f"cluster {v}" for v in ranked}
+    return [(labels.get(v, v) if isinstance(labels, dict) else v, {col: v}) for v in ranked]
+
+
+@dataclass
+class Cell:
+    value: float | None = None
+    sd: float | None = None
+    seeds: int = 0
+    status: str = "ok"  # ok | missing | not_run | undefined
+    random: bool = False
+    partial: bool = False
+    reasons: tuple[str, ...] = ()
+
+
+def compute_cell(df: pd.DataFrame, value: str) -> Cell:
+    if df.empty:
+        return Cell(status="not_run")
+    ok = df[df["status"] == "ok"]
+    missing = df[df["status"] != "ok"]
+    reasons = tuple(sorted({f"{r.benchmark}/{r.lang}: {r.reason}" for r in missing.itertuples()}))
+    if ok.empty:
+        return Cell(status="missing", reasons=reasons)
+    random = bool(ok["random_translator"].astype(bool).any())
+    seed_key = ok["seed"].astype("string").fillna("-")
+    per_seed = ok.assign(_seed=seed_key).groupby(["model", "_seed"])[value].mean()  # NaN-skipping mean over sets
+    per_seed = per_seed.dropna()
+    if per_seed.empty:
+        return Cell(status="undefined", random=random, reasons=reasons)
+    mean = float(per_seed.mean())
+    sd = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None
+    return Cell(value=mean, sd=sd, seeds=len(per_seed), random=random, partial=not missing.empty, reasons=reasons)
+
+
+@dataclass
+class Table:
+    spec: TableSpec
+    row_labels: list[str]
+    col_labels: list[str]
+    cells: list[list[Cell]]
+    notes: list[str]
+    empty_reason: str | None = None
+
+
+def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None = None) -> Table:
+    order = order or {}
+    sub = apply_filter(df, spec.filter)
+    rows = _axis_items(sub, spec.rows, spec.filter, order, df)
+    cols = _axis_items(sub, spec.columns, spec.filter, order, df)
+    cells = [[compute_cell(apply_filter(apply_filter(sub, rf), cf), spec.value) for _, cf in cols] for _, rf in rows]
+    col_labels = [label for label, _ in cols]
+    if spec.diff is not None:
+        ia, ib = col_labels.index(spec.diff["a"]), col_labels.index(spec.diff["b"])
+        for row in cells:
+            a, b = row[ia], row[ib]
+            if a.value is not None and b.value is not None:
+                row.append(Cell(value=a.value - b.value, random=a.random or b.random, partial=a.partial or b.partial))
+            else:
+                row.append(Cell(status="not_run" if "not_run" in (a.status, b.status) else a.status if a.status != "ok" else b.status))
+        col_labels.append(spec.diff["label"])
+    table = Table(spec, [label for label, _ in rows], col_labels, cells, [])
+    if sub.empty or not rows or not cols:
+        what = ", ".join(f"{k}={v}" for k, v in spec.filter.items()) or "any"
+        table.empty_reason = f"no evaluation matches this table in this run (filter: {what})"
+    return table
+
+
+# -- formatting -----------------------------------------------------------------------------------
+def _number(cell: Cell, spec: TableSpec) -> str:
+    text = f"{cell.value * spec.scale:.{spec.digits}f}"
+    if cell.sd is not None:
+        text += f" ± {cell.sd * spec.scale:.{spec.digits}f}"
+    return text
+
+
+def _marks(cell: Cell) -> str:
+    return (RANDOM_MARK if cell.random else "") + (PARTIAL_MARK if cell.partial else "")
+
+
+def cell_text(cell: Cell, spec: TableSpec) -> tuple[str, str]:
+    """(text, marks) of a cell; text is a number or one of the status words."""
+    if cell.status == "not_run":
+        return NOT_RUN, ""
+    if cell.status == "missing":
+        return MISSING, ""
+    if cell.status == "undefined":
+        return UNDEFINED, _marks(cell)
+    return _number(cell, spec), _marks(cell)
+
+
+def _best(table: Table) -> set[tuple[int, int]]:
+    spec = table.spec
+    if spec.best == "none":
+        return set()
+    n_cols = len(table.col_labels) - (1 if spec.diff else 0)  # the diff column is never bolded
+    lower = spec.value in LOWER_IS_BETTER
+    out = set()
+    lines = ([[(i, j) for j in range(n_cols)] for i in range(len(table.row_labels))] if spec.best == "row"
+             else [[(i, j) for i in range(len(table.row_labels))] for j in range(n_cols)])
+    for line in lines:
+        vals = [(table.cells[i][j].value, (i, j)) for i, j in line if table.cells[i][j].value is not None]
+        if len(vals) < 2:
+            continue
+        target = (min if lower else max)(v for v, _ in vals)
+        if all(math.isclose(v, target, rel_tol=0, abs_tol=1e-12) for v, _ in vals):
+            continue  # a tie across the whole line: nothing to point out
+        out |= {pos for v, pos in vals if math.isclose(v, target, rel_tol=0, abs_tol=1e-12)}
+    return out
+
+
+def _footnotes(table: Table) -> list[str]:
+    used = set()
+    reasons: list[str] = []
+    for row in table.cells:
+        for c in row:
+            text, marks = cell_text(c, table.spec)
+            used |= set(marks)
+            if text in (MISSING, NOT_RUN, UNDEFINED):
+                used.add(text)
+            if c.partial:
+                used.add(PARTIAL_MARK)
+            reasons += [r for r in c.reasons if r not in reasons]
+    notes = [f"{mark} {NOTES[mark]}" if mark in (RANDOM_MARK, PARTIAL_MARK) else f"{mark}: {NOTES[mark]}"
+             for mark in (RANDOM_MARK, PARTIAL_MARK, MISSING, UNDEFINED, NOT_RUN) if mark in used]
+    notes += [f"missing {r}" for r in reasons]
+    if table.spec.scale == 100:
+        notes.insert(0, f"{table.spec.value.upper() if table.spec.value != 'f1' else 'F1 (unsafe class)'} x 100"
+                     + (", mean ± sd over seeds" if any(c.sd is not None for row in table.cells for c in row) else ""))
+    return notes
+
+
+def _row_header(table: Table) -> str:
+    if table.spec.row_header:
+        return table.spec.row_header
+    axis = table.spec.rows
+    return {"benchmark": "Benchmark", "title": "Benchmark", "set": "Set", "lang": "Language", "model": "Model", "arm": "Arm",
+            "lang_group": "Languages", "cluster": "Cluster"}.get(axis.get("by", ""), "")
+
+
+def to_csv(table: Table) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    if table.empty_reason:
+        w.writerows([["note"], [table.empty_reason]])
+        return buf.getvalue()
+    w.writerow([_row_header(table), *table.col_labels])
+    for label, row in zip(table.row_labels, table.cells):
+        w.writerow([label, *("".join(cell_text(c, table.spec)) for c in row)])
+    return buf.getvalue()
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def to_markdown(table: Table) -> str:
+    spec = table.spec
+    lines = [f"### {spec.title}", ""]
+    if spec.caption:
+        lines += [spec.caption.strip(), ""]
+    if table.empty_reason:
+        return "\n".join(lines + [f"_{table.empty_reason}_", ""])
+    best = _best(table)
+    lines.append("| " + " | ".join(map(_md_escape, [_row_header(table), *table.col_labels])) + " |")
+    lines.append("| --- |" + " ---: |" * len(table.col_labels))
+    for i, (label, row) in enumerate(zip(table.row_labels, table.cells)):
+        out = []
+        for j, c in enumerate(row):
+            text, marks = cell_text(c, spec)
+            out.append((f"**{text}**" if (i, j) in best else text) + marks)
+        lines.append("| " + " | ".join(map(_md_escape, [label, *out])) + " |")
+    lines.append("")
+    lines += [f"- {n}" for n in _footnotes(table)]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def tex_escape(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in str(text))
+
+
+def _tex_marks(marks: str) -> str:
+    return "".join({RANDOM_MARK: "$^{*}$", PARTIAL_MARK: "$^{\\dagger}$"}[m] for m in marks)
+
+
+def to_latex(table: Table, source: str = "") -> str:
+    spec = table.spec
+    head = [f"% {spec.id}: generated by `crest evaluate tables`" + (f" from {source}" if source else "")
+            + "; do not edit by hand", "\\begin{table}[t]", "\\centering", "\\small",
+            f"\\caption{{{tex_escape(spec.title)}}}", f"\\label{{tab:{spec.id}}}"]
+    if table.empty_reason:
+        return "\n".join(head + [f"\\textit{{{tex_escape(table.empty_reason)}}}", "\\end{table}", ""])
+    best = _best(table)
+    lines = head + ["\\begin{tabular}{l" + "r" * len(table.col_labels) + "}", "\\toprule",
+                    " & ".join(tex_escape(x) for x in [_row_header(table), *table.col_labels]) + " \\\\", "\\midrule"]
+    for i, (label, row) in enumerate(zip(table.row_labels, table.cells)):
+        out = []
+        for j, c in enumerate(row):
+            text, marks = cell_text(c, spec)
+            if text == MISSING:
+                body = "\\textit{missing}"
+            elif text == NOT_RUN:
+                body = "--"
+            else:
+                body = tex_escape(text).replace(" ± ", " $\\pm$ ")
+                body = f"\\textbf{{{body}}}" if (i, j) in best else body
+            out.append(body + _tex_marks(marks))
+        lines.append(" & ".join([tex_escape(label), *out]) + " \\\\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    notes = _footnotes(table)
+    if notes:
+        tex_notes = [tex_escape(n).replace("±", "$\\pm$") for n in notes]
+        tex_notes = [_tex_marks(n[0]) + n[1:] if n[:1] in (RANDOM_MARK, PARTIAL_MARK) else n for n in tex_notes]
+        lines += ["\\par\\smallskip", "{\\footnotesize " + " \\\\\n".join(tex_notes) + "}"]
+    lines += ["\\end{table}", ""]
+    return "\n".join(lines)
+
+
+def to_html(table: Table) -> str:
+    import html
+
+    spec = table.spec
+    parts = [f"<h3 id='{spec.id}'>{html.escape(spec.title)}</h3>"]
+    if spec.caption:
+        parts.append(f"<p>{html.escape(spec.caption.strip())}</p>")
+    if table.empty_reason:
+        return "\n".join(parts + [f"<p><em>{html.escape(table.empty_reason)}</em></p>"])
+    best = _best(table)
+    parts.append("<table><thead><tr>" + "".join(f"<th>{html.escape(x)}</th>" for x in [_row_header(table), *table.col_labels])
+                 + "</tr></thead><tbody>")
+    for i, (label, row) in enumerate(zip(table.row_labels, table.cells)):
+        tds = []
+        for j, c in enumerate(row):
+            text, marks = cell_text(c, spec)
+            cls = " class='missing'" if text == MISSING else (" class='random'" if RANDOM_MARK in marks else "")
+            body = html.escape(text) + (f"<sup>{html.escape(marks)}</sup>" if marks else "")
+            tds.append(f"<td{cls}>{'<b>' + body + '</b>' if (i, j) in best else body}</td>")
+        parts.append(f"<tr><th>{html.escape(label)}</th>{''.join(tds)}</tr>")
+    parts.append("</tbody></table>")
+    notes = _footnotes(table)
+    if notes:
+        parts.append("<ul class='notes'>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    return "\n".join(parts)
+
+
+HTML_STYLE = """<style>
+body{font-family:system-ui,sans-serif;margin:1.5em;max-width:1200px}
+table{border-collapse:collapse;margin:.5em 0 1em}
+th,td{padding:.25em .6em;border-bottom:1px solid #ddd;text-align:right;white-space:nowrap}
+thead th{border-bottom:2px solid #333}
+tbody th{text-align:left;font-weight:normal}
+td.missing{color:#b00;font-style:italic}
+td.random{color:#777}
+ul.notes{font-size:.85em;color:#444}
+.banner{background:#fff3cd;border:1px solid #e0c36c;padding:.6em 1em;margin:1em 0}
+</style>"""
+
+
+def write_tables(df: pd.DataFrame, specs: Sequence[TableSpec], out_dir: str | Path, *, order: dict[str, Any] | None = None,
+                 source: str = "", banner: str | None = None) -> list[Table]:
+    """tables/{id}.csv, .md, .tex for every spec, plus tables/index.md and tables/index.html (all
+    tables on one page, for the report)."""
+    out_dir = Path(out_dir)
+    tables = [build_table(df, spec, order) for spec in specs]
+    index_md = ["# Tables", ""] + ([f"> {banner}", ""] if banner else [])
+    index_html = ["<!doctype html><html><head><meta charset='utf-8'><title>crest tables</title>", HTML_STYLE,
+                  "</head><body><h1>Tables</h1>"] + ([f"<div class='banner'>{banner}</div>"] if banner else [])
+    for t in tables:
+        write_text(to_csv(t), out_dir / f"{t.spec.id}.csv")
+        md = to_markdown(t)
+        write_text(md, out_dir / f"{t.spec.id}.md")
+        write_text(to_latex(t, source), out_dir / f"{t.spec.id}.tex")
+        index_md += [md, ""]
+        index_html.append(to_html(t))
+    write_text("\n".join(index_md).rstrip("\n") + "\n", out_dir / "index.md")
+    write_text("\n".join(index_html + ["</body></html>"]) + "\n", out_dir / "index.html")
+    return tables

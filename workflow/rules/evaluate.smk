@@ -1,0 +1,241 @@
+# Evaluation stage and paper outputs (docs/evaluate.md):
+#   sets:     data/{source}.parquet | translated/{corpus}/{lang}.parquet -> eval/sets/{benchmark}/{lang}.parquet
+#             (optional sources, e.g. gated cultural sets: eval/sources/{source}.parquet, never failing)
+#   scoring:  one job per model (loaded once) over every set -> eval/{arm}/{size}/seed{seed}/{benchmark}/{lang}
+#             .parquet (id, prob_unsafe, label) + .metrics.json; baselines -> eval/baselines/{name}/...
+#   outputs:  eval/metrics.csv -> {paper}/tables/*.{csv,md,tex}, {paper}/figures/*.{png,pdf}, {paper}/qc/
+#             (paper = paper/ for the paper config, results/{run}/paper/ otherwise); all in `snakemake --report`.
+# Included after train.smk: the models to score come from its trained_models().
+from pathlib import Path
+
+from crest.evaluate.workflow import QC_TABLES, EvalPlan, shell_json
+
+EV = EvalPlan(config, RUN, globals().get("trained_models"))
+evaluate_outputs = EV.outputs  # for rule all
+
+
+if EV.optional:
+
+    rule eval_optional_source:
+        output:
+            parquet=f"{EV.dir}/sources/{{source}}.parquet",
+            stats=f"{EV.dir}/sources/{{source}}.stats.json",
+        wildcard_constraints:
+            source="|".join(EV.optional),
+        params:
+            registry=" ".join(
+                f"--registry {p}" for p in dict.fromkeys(config["data"]["registry"] + EV.section["registry"])
+            ),
+            split=config["data"]["split"],
+            cache=config["data"]["wheel_cache"],
+            offline="--offline" if config["offline"] else "",
+        log:
+            f"{RUN}/logs/evaluate/source_{{source}}.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate source {params.registry} --source {wildcards.source} --out {output.parquet}"
+            " --cache-dir {params.cache} --validation {params.split[validation]} --test {params.split[test]}"
+            " --seed {params.split[seed]} {params.offline} > {log} 2>&1"
+
+
+if EV.sets:
+
+    rule eval_set:
+        input:
+            lambda wc: EV.set_inputs(wc.benchmark, wc.lang),
+        output:
+            parquet=f"{EV.sets_dir}/{{benchmark}}/{{lang}}.parquet",
+            meta=f"{EV.sets_dir}/{{benchmark}}/{{lang}}.json",
+        wildcard_constraints:
+            benchmark="|".join(EV.benchmarks),
+            lang="[^/]+",
+        params:
+            spec=lambda wc: shell_json(EV.by_key[f"{wc.benchmark}/{wc.lang}"].spec),
+            kind=lambda wc: EV.by_key[f"{wc.benchmark}/{wc.lang}"].kind,
+            group=lambda wc: EV.by_key[f"{wc.benchmark}/{wc.lang}"].group,
+            inputs=lambda wc: " ".join(EV.by_key[f"{wc.benchmark}/{wc.lang}"].inputs),
+            table=config["languages"]["table"],
+        log:
+            f"{RUN}/logs/evaluate/sets/{{benchmark}}/{{lang}}.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate set --benchmark {wildcards.benchmark} --lang {wildcards.lang} --kind {params.kind}"
+            " --group {params.group} --spec {params.spec} --languages {params.table} --out {output.parquet}"
+            " {params.inputs} > {log} 2>&1"
+
+    if EV.models:
+
+        rule eval_model:
+            input:
+                model=lambda wc: EV.model_dir(wc.arm, wc.size, wc.seed),
+                sets=EV.set_files(),
+            output:
+                preds=[f"{EV.dir}/{{arm}}/{{size}}/seed{{seed}}/{s.key}.parquet" for s in EV.sets],
+                metrics=[f"{EV.dir}/{{arm}}/{{size}}/seed{{seed}}/{s.key}.metrics.json" for s in EV.sets],
+            wildcard_constraints:
+                arm="|".join(EV.arms),
+                size="|".join(EV.sizes),
+                seed=r"\d+",
+            params:
+                settings=shell_json(EV.settings),
+                sets=" ".join(s.key for s in EV.sets),
+                sets_dir=lambda wc, input: Path(input.sets[0]).parents[1],
+                out=lambda wc, output: Path(output.preds[0]).parents[1],
+            threads: EV.section["threads"]
+            resources:
+                gpu=EV.section["gpus"],
+            log:
+                f"{RUN}/logs/evaluate/models/{{arm}}_{{size}}_seed{{seed}}.log",
+            conda:
+                "../../envs/crest.yaml"
+            shell:
+                "crest gpu-run --gpus {resources.gpu} -- crest evaluate model --model {input.model}"
+                " --arm {wildcards.arm} --size {wildcards.size} --seed {wildcards.seed}"
+                " --sets-dir {params.sets_dir} --out-dir {params.out} --settings {params.settings}"
+                " --threads {threads} {params.sets} > {log} 2>&1"
+
+    for _name, _spec in EV.scored_baselines():
+
+        rule:
+            name:
+                f"eval_baseline_{_name}"
+            input:
+                EV.set_files(EV.baseline_sets(_name)),
+            output:
+                preds=[f"{EV.baseline_out(_name)}/{s.key}.parquet" for s in EV.baseline_sets(_name)],
+                metrics=[f"{EV.baseline_out(_name)}/{s.key}.metrics.json" for s in EV.baseline_sets(_name)],
+            params:
+                name=_name,
+                spec=shell_json(_spec),
+                settings=shell_json(EV.settings),
+                sets=" ".join(s.key for s in EV.baseline_sets(_name)),
+                sets_dir=lambda wc, input: Path(input[0]).parents[1],
+                out=lambda wc, output: Path(output.preds[0]).parents[1],
+            threads: EV.section["threads"]
+            resources:
+                gpu=_spec["gpus"],
+            log:
+                f"{RUN}/logs/evaluate/baselines/{_name}.log",
+            conda:
+                "../../envs/crest.yaml"
+            shell:
+                "crest gpu-run --gpus {resources.gpu} -- crest evaluate baseline --name {params.name}"
+                " --spec {params.spec} --sets-dir {params.sets_dir} --out-dir {params.out}"
+                " --settings {params.settings} --threads {threads} {params.sets} > {log} 2>&1"
+
+    rule eval_summary:
+        input:
+            metrics=EV.metrics_files(),
+            clusters=[EV.cluster["clusters"]] if EV.cluster else [],
+        output:
+            f"{EV.dir}/metrics.csv",
+        params:
+            groups=shell_json(EV.groups),
+            clusters=lambda wc, input: f"--clusters {input.clusters}" if input.clusters else "",
+            dirs=" ".join(EV.output_dirs()),  # not {input.metrics}: ~10k paths would overflow a command line
+            sets=" ".join(s.key for s in EV.sets),
+        log:
+            f"{RUN}/logs/evaluate/summary.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate summary --out {output} --groups {params.groups} {params.clusters}"
+            " --dirs {params.dirs} --sets {params.sets} > {log} 2>&1"
+
+    rule paper_tables:
+        input:
+            metrics=f"{EV.dir}/metrics.csv",
+            spec=resolve(EV.section["tables"]),
+        output:
+            index=report(
+                f"{EV.paper}/tables/index.html",
+                caption="../report/tables.rst",
+                category="1. Tables",
+                labels={"table": "all tables (one page)"},
+            ),
+            csv=[
+                report(
+                    f"{EV.paper}/tables/{t}.csv",
+                    caption="../report/table.rst",
+                    category="1. Tables",
+                    labels={"table": t},
+                )
+                for t in EV.table_ids()
+            ],
+            other=[f"{EV.paper}/tables/{t}.{ext}" for t in EV.table_ids() for ext in ("md", "tex")]
+            + [f"{EV.paper}/tables/index.md"],
+        params:
+            order=shell_json(EV.order()),
+            out=lambda wc, output: Path(output.index).parent,
+        log:
+            f"{RUN}/logs/evaluate/tables.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate tables --metrics {input.metrics} --spec {input.spec} --out-dir {params.out}"
+            " --order {params.order} > {log} 2>&1"
+
+    rule paper_figures:
+        input:
+            metrics=f"{EV.dir}/metrics.csv",
+            cluster=list(EV.cluster.values()),
+        output:
+            png=[
+                report(
+                    f"{EV.paper}/figures/{f}.png",
+                    caption=f"../report/{f}.rst",
+                    category="2. Figures",
+                    labels={"figure": f},
+                )
+                for f in EV.figures
+            ],
+            pdf=[f"{EV.paper}/figures/{f}.pdf" for f in EV.figures],
+        params:
+            groups=shell_json(EV.groups),
+            group=EV.section["figures"]["languages_group"],
+            models=EV.model_labels_arg(),
+            cluster=EV.figure_args(),
+            out=lambda wc, output: Path(output.png[0]).parent,
+        log:
+            f"{RUN}/logs/evaluate/figures.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate figures --metrics {input.metrics} --out-dir {params.out} --groups {params.groups}"
+            " --group {params.group} {params.cluster} --models {params.models} > {log} 2>&1"
+
+    rule paper_qc:
+        input:
+            sets=[f"{EV.sets_dir}/{s.key}.json" for s in EV.sets],
+            data=expand(f"{RUN}/data/{{source}}.stats.json", source=SOURCES),
+            optional=expand(f"{EV.dir}/sources/{{source}}.stats.json", source=EV.optional),
+            translation=EV.qc_translation_files(),
+            metrics=f"{EV.dir}/metrics.csv",
+        output:
+            index=report(
+                f"{EV.paper}/qc/index.html",
+                caption="../report/qc.rst",
+                category="3. QC and provenance",
+                labels={"page": "QC and provenance (one page)"},
+            ),
+            tables=[
+                report(
+                    f"{EV.paper}/qc/{name}.csv",
+                    caption="../report/qc.rst",
+                    category="3. QC and provenance",
+                    labels={"page": name},
+                )
+                for name in QC_TABLES
+            ],
+        params:
+            models=shell_json(EV.models_json()),
+            out=lambda wc, output: Path(output.index).parent,
+        log:
+            f"{RUN}/logs/evaluate/qc.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate qc --out-dir {params.out} --sets {input.sets} --data-stats {input.data} {input.optional}"
+            " --translation-qc {input.translation} --models {params.models} --metrics {input.metrics} > {log} 2>&1"

@@ -1,0 +1,90 @@
+# Fine-tuning stage (docs/train.md): one XLM-R safe/unsafe classifier per arm x size x seed.
+#   data:   translated/{corpus}/{lang}.parquet (+ clusters/{method}/anchors.tsv for anchor arms)
+#           -> train/{arm}/data.parquet + data.json (rows checked, balanced, validation stratified)
+#   models: -> models/{arm}/{size}/seed{seed}/ (safetensors, tokenizer, config, provenance, card);
+#           checkpoints + metrics.jsonl in train/{arm}/{size}/seed{seed}/, so a rerun after a kill resumes.
+# GPU jobs run under torchrun (one process per GPU, DDP) with a standalone rendezvous: it binds a
+# free port, so two jobs on one node never collide. CPU jobs (gpus_per_train_job: 0) run directly.
+import importlib.util
+from functools import partial
+
+from crest.languages import load_languages
+from crest.models import resolve_encoder
+from crest.paths import resolve
+from crest.train import plan as train_plan
+from crest.train.plan import (
+    anchor_files,
+    arm_context,
+    dataset_inputs,
+    dataset_settings,
+    encoder_files,
+    job_settings,
+    model_dirs,
+    shell_json,
+    train_jobs,
+)
+
+TRN = config["train"]
+TRN_TABLE = load_languages(resolve(config["languages"]["table"]))
+TRN_JOBS = train_jobs(config)
+TRN_DIR = f"{RUN}/train/{{arm}}"
+TRN_GPUS = config["resources"]["gpus_per_train_job"]
+TRN_LAUNCH = (
+    ("crest gpu-run --gpus {resources.gpu} -- " if importlib.util.find_spec("crest.gpu_slots") else "")
+    + "torchrun --standalone --nproc_per_node={resources.gpu} --no-python "
+    if TRN_GPUS
+    else ""
+)
+
+train_outputs = partial(model_dirs, RUN, TRN_JOBS)  # for rule all
+trained_models = partial(train_plan.trained_models, TRN_JOBS)  # the evaluation stage scores each
+
+
+rule train_dataset:
+    input:
+        unpack(partial(dataset_inputs, RUN, config, arm_context(config, TRN_TABLE))),
+    output:
+        data=f"{TRN_DIR}/data.parquet",
+        info=f"{TRN_DIR}/data.json",
+    wildcard_constraints:
+        arm="|".join(sorted({j[0] for j in TRN_JOBS})) or "NONE",
+    params:
+        settings=lambda wc: shell_json(dataset_settings(config, wc.arm, TRN_TABLE)),
+        anchors=lambda wc: " ".join(f"--anchors {m}={p}" for m, p in anchor_files(RUN, config, wc.arm).items()),
+        shards=f"{RUN}/translated/{TRN['corpus']}",
+        table=config["languages"]["table"],
+    log:
+        f"{RUN}/logs/train/{{arm}}/dataset.log",
+    conda:
+        "../../envs/crest.yaml"
+    shell:
+        "crest train dataset --settings {params.settings} --shards {params.shards} {params.anchors}"
+        " --languages {params.table} --out {output.data} --info {output.info} > {log} 2>&1"
+
+
+rule train_model:
+    input:
+        data=f"{TRN_DIR}/data.parquet",
+        info=f"{TRN_DIR}/data.json",
+        encoder=partial(encoder_files, RUN, config["models"].get("encoders", {})),
+    output:
+        directory(f"{RUN}/models/{{arm}}/{{size}}/seed{{seed}}"),
+    wildcard_constraints:
+        arm="|".join(sorted({j[0] for j in TRN_JOBS})) or "NONE",
+        size="|".join(sorted({j[1] for j in TRN_JOBS})) or "NONE",
+        seed=r"\d+",
+    params:
+        settings=lambda wc: shell_json(job_settings(config, wc.arm, wc.size, int(wc.seed))),
+        encoder=lambda wc: resolve_encoder(config["models"]["encoders"][wc.size], RUN),
+        state=f"{TRN_DIR}/{{size}}/seed{{seed}}",
+    threads: TRN["threads"]
+    resources:
+        gpu=TRN_GPUS,
+    log:
+        f"{RUN}/logs/train/{{arm}}/{{size}}_seed{{seed}}.log",
+    conda:
+        "../../envs/crest.yaml"
+    shell:
+        TRN_LAUNCH + "crest train run --data {input.data} --info {input.info} --encoder {params.encoder:q}"
+        " --settings {params.settings} --threads {threads} --state-dir {params.state} --out {output}"
+        " > {log} 2>&1"
