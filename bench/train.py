@@ -170,7 +170,8 @@ def throughput(args) -> dict:
     if peak is None and device.type == "cuda":
         name = torch.cuda.get_device_name()
         peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
-    results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)",
+    where = torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    results = {"device": where,
                "shape": args.shape, "lengths": what, "samples": int(len(lengths)),
                "length_mean": float(lengths.mean()), "length_p95": float(np.percentile(lengths, 95)),
                "length_max": int(lengths.max()), "max_length": args.max_length, "peak_tflops": peak, "strategies": {}}
@@ -295,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokenizer", default=None, help="an XLM-R tokenizer dir for --lengths demo")
     p.add_argument("--samples", type=int, default=None, help="texts per pass (default: 128 CPU, 4096 GPU)")
     p.add_argument("--max-length", type=int, default=None, help="pad-max's width (default: 512 GPU, 256 CPU)")
-    p.add_argument("--batch", type=int, default=None, help="texts per batch of pad-max and buckets (default: 32 GPU, 16 CPU)")
+    p.add_argument("--batch", type=int, default=None,
+                   help="texts per batch of pad-max and buckets (default: 32 GPU, 16 CPU)")
     p.add_argument("--batch-tokens", type=int, default=16384, help="token budget of token-budget batches")
     p.add_argument("--max-batch-size", type=int, default=256, help="texts per token-budget batch at most")
     p.add_argument("--warmup", type=int, default=None, help="untimed batches first (default: 1 CPU, 5 GPU)")

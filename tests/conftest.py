@@ -84,4 +84,5 @@ def write_toy_shards(folder: Path, langs: dict[str, str] | list[str], rows: int 
 
 @pytest.fixture
 def toy_shards(tmp_path: Path):
-    return lambda langs, **kw: write_toy_shards(tmp_path / "translated", langs, **kw)
+    """write_toy_shards into tmp_path/translated, or into `folder`."""
+    return lambda langs, folder=None, **kw: write_toy_shards(folder or tmp_path / "translated", langs, **kw)

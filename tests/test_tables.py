@@ -61,7 +61,7 @@ def test_english_table_exact_csv_and_latex(metrics):
         "\\begin{tabular}{lrr}", "\\toprule", "Benchmark & crest-base & english-base \\\\", "\\midrule",
         "HarmBench & \\textbf{85.0 $\\pm$ 7.1} & 82.0 \\\\",
         "\\bottomrule", "\\end{tabular}", "\\par\\smallskip",
-        "{\\footnotesize F1 (unsafe class) x 100, mean $\\pm$ sd over seeds}", "\\end{table}", ""])
+        "{\\footnotesize F1 (unsafe class) $\\times$ 100, mean $\\pm$ sd over seeds}", "\\end{table}", ""])
 
 
 def test_missing_benchmark_is_a_marked_cell_never_zero(metrics):

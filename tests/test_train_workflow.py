@@ -11,14 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import write_toy_shards
 from crest.paths import REPO_ROOT
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 @pytest.mark.slow
-def test_rules_train_an_anchor_arm(tmp_path: Path, tiny_encoder: Path) -> None:
+def test_rules_train_an_anchor_arm(tmp_path: Path, tiny_encoder: Path, toy_shards) -> None:
     (tmp_path / "rows.csv").write_text("prompt,label\nhello,safe\nbomb,unsafe\n")
     registry = {"sources": {"toy": {"license": "t", "loader": {"local": {"path": str(tmp_path / "rows.csv"),
                                                                          "format": "csv"}},
@@ -38,14 +37,16 @@ def test_rules_train_an_anchor_arm(tmp_path: Path, tiny_encoder: Path) -> None:
                   "threads": 1},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
-    write_toy_shards(tmp_path / "results/t/translated/toy", ["en", "de", "hi", "zh"], rows=100)
+    toy_shards(["en", "de", "hi", "zh"], folder=tmp_path / "results/t/translated/toy", rows=100)
     anchors = tmp_path / "results/t/clusters/kmeans/anchors.tsv"
     anchors.parent.mkdir(parents=True)
     anchors.write_text("language\tcluster\tscore\treason\nhi\t0\t0.9\thigh\nja\t1\t0.8\thigh\nde\t2\t0.7\thigh\n")
 
     targets = ["results/t/models/crest/tiny/seed0"]
+    # Only the training rules may run: the shards and the anchors file stand for the upstream stages.
     res = subprocess.run([SNAKEMAKE, "-s", str(REPO_ROOT / "Snakefile"), "--cores", "2", "--configfile",
-                          str(tmp_path / "c.yaml"), "--allowed-rules", "train_dataset", "train_model", "all", "--", *targets],
+                          str(tmp_path / "c.yaml"), "--allowed-rules", "train_dataset", "train_model", "all",
+                          "--", *targets],
                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
     logs = "\n".join(p.read_text() for p in (tmp_path / "results/t/logs/train").rglob("*.log"))
     assert res.returncode == 0, res.stderr[-3000:] + logs[-3000:]

@@ -379,7 +379,7 @@ def to_latex(table: Table, source: str = "") -> str:
     lines += ["\\bottomrule", "\\end{tabular}"]
     notes = _footnotes(table)
     if notes:
-        tex_notes = [tex_escape(n).replace("±", "$\\pm$") for n in notes]
+        tex_notes = [tex_escape(n).replace("±", "$\\pm$").replace(" x 100", " $\\times$ 100") for n in notes]
         tex_notes = [_tex_marks(n[0]) + n[1:] if n[:1] in (RANDOM_MARK, PARTIAL_MARK) else n for n in tex_notes]
         lines += ["\\par\\smallskip", "{\\footnotesize " + " \\\\\n".join(tex_notes) + "}"]
     lines += ["\\end{table}", ""]

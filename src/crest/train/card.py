@@ -137,7 +137,8 @@ def model_card(settings: dict[str, Any], summary: dict[str, Any], provenance: di
                   "random-weight translator (`translator_is_random: true`): noise. This model exists to exercise "
                   "the pipeline (the offline demo); its metrics say nothing about the method.", ""]
     parts += [
-        f"A binary prompt-safety classifier (label 1 = `unsafe`, 0 = `safe`) fine-tuned from {encoder_name(settings['encoder'])} "
+        "A binary prompt-safety classifier (label 1 = `unsafe`, 0 = `safe`) fine-tuned from "
+        f"{encoder_name(settings['encoder'])} "
         f"on the `{arm}` arm of crest, a reproduction of {PAPER}."
         + (f" {settings['arm_description']}" if settings.get("arm_description") else ""),
         "",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -51,7 +52,8 @@ def _run(args: argparse.Namespace) -> None:
         settings["threads"] = args.threads
     data_info = json.loads(args.info.read_text(encoding="utf-8")) if args.info else {}
     summary = train_model(args.data, args.encoder, settings, args.state_dir, args.out, data_info)
-    print(json.dumps({k: summary[k] for k in ("step", "best_step", "best_f1", "stopped_early", "samples_per_s")}))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line (rank 0's)
+        print(json.dumps({k: summary[k] for k in ("step", "best_step", "best_f1", "stopped_early", "samples_per_s")}))
 
 
 def _arms(args: argparse.Namespace) -> None:

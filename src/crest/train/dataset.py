@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crest.data.wheels import sha256_file
 from crest.io import write_json, write_parquet
 from crest.paths import display_path
 from crest.train.arms import ArmContext, arm_languages, read_anchors
@@ -30,14 +31,6 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ["id", "text", "label", "lang", "split", "source", "category"]
 SPLITS = ("train", "validation")
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def shard_path(shard_dir: str | Path, lang: str) -> Path:

@@ -43,23 +43,25 @@ def train_jobs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
 def job_settings(config: dict[str, Any], arm: str, size: str, seed: int) -> dict[str, Any]:
     """Everything `crest train run` needs for one model, recorded beside it as its training config."""
     train = config["train"]
-    optim = {**train["optim"], **train["overrides"].get(size, {})}
     return {"run": config["run"], "corpus": train["corpus"], "arm": arm,
-            "arm_description": train["arms"][arm].get("description", ""),
-            "size": size, "encoder": config["models"]["encoders"][size], "seed": seed, "optim": optim,
-            "device": config["resources"]["device"], "threads": train["threads"], "keep_state": train["keep_state"], "wandb": train["wandb"]}
+            "arm_description": train["arms"][arm].get("description", ""), "size": size,
+            "encoder": config["models"]["encoders"][size], "seed": seed,
+            "optim": {**train["optim"], **train["overrides"].get(size, {})}, "device": config["resources"]["device"],
+            "threads": train["threads"], "keep_state": train["keep_state"], "wandb": train["wandb"]}
 
 
 def dataset_settings(config: dict[str, Any], arm: str, table: Mapping[str, Any]) -> dict[str, Any]:
-    """Everything `crest train dataset` needs to build one arm's data (anchors paths come separately)."""
+    """Everything `crest train dataset` needs to build one arm's data (anchors paths come separately):
+    the arm and the arms a random arm takes its size from, so a change to another arm reruns nothing."""
     ctx = arm_context(config, table)
     arms = config["train"]["arms"]
-    chain = [arm]  # the arm and the arms a random arm takes its size from: a change elsewhere reruns nothing
-    while isinstance(spec := arms[chain[-1]]["languages"], dict) and spec.get("random") in arms and spec["random"] not in chain:
+    chain = [arm]
+    while isinstance(spec := arms[chain[-1]]["languages"], dict) and spec.get("random") in arms \
+            and spec["random"] not in chain:
         chain.append(spec["random"])
-    return {"corpus": config["train"]["corpus"], "arm": arm, "arms": {a: {"languages": copy.deepcopy(arms[a]["languages"])} for a in chain},
-            "groups": ctx.groups, "translated": ctx.translated, "methods": ctx.methods,
-            "data": config["train"]["data"]}
+    return {"corpus": config["train"]["corpus"], "arm": arm,
+            "arms": {a: {"languages": copy.deepcopy(arms[a]["languages"])} for a in chain},
+            "groups": ctx.groups, "translated": ctx.translated, "methods": ctx.methods, "data": config["train"]["data"]}
 
 
 def check_train(config: dict[str, Any], table: Mapping[str, Any], origin: str = "config") -> None:

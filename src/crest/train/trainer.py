@@ -39,10 +39,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crest.data.wheels import sha256_file
 from crest.io import write_json
-from crest.train.card import export_model, recover_dir, write_dir
 from crest.train.batching import BucketBatcher, collate, eval_batches, shard_steps
-from crest.train.dataset import check_dataset, sha256_file
+from crest.train.card import export_model, recover_dir, write_dir
+from crest.train.dataset import check_dataset
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +246,8 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
         metrics.write({"event": "start", "step": 0, "train_rows": len(train_rows), "validation_rows": len(val_rows),
                        "batches_per_epoch": len(batcher), "steps_per_epoch": steps_per_epoch,
                        "total_steps": total_steps, "world_size": world, "precision": mixed,
-                       "class_weights": weights.tolist(), "buckets": {int(k): int(len(v)) for k, v in batcher.buckets.items()}})
+                       "class_weights": weights.tolist(),
+                       "buckets": {int(k): int(len(v)) for k, v in batcher.buckets.items()}})
 
     def to_device(ids_list, labels):
         """(input_ids, attention_mask, labels) on the device, and the real token count (counted
