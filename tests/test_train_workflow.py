@@ -58,3 +58,7 @@ def test_rules_train_an_anchor_arm(tmp_path: Path, tiny_encoder: Path, toy_shard
     assert provenance["languages"] == ["hi", "de"] and provenance["translator_is_random"]
     assert provenance["anchors"]["kmeans"]["sha256"] and (model / "model.safetensors").is_file()
     assert not list((tmp_path / "results/t/train/crest/tiny/seed0").glob("checkpoint-*"))
+    # the threshold was calibrated on the arm's validation split (train.calibrate's default) and stated
+    calibration = json.loads((model / "crest_guard.json").read_text())["calibration"]
+    assert calibration["target_recall"] == 0.95 and calibration["recall"] >= 0.95
+    assert "## Decision threshold" in (model / "README.md").read_text()

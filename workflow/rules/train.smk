@@ -36,6 +36,19 @@ TRN_LAUNCH = (
     else ""
 )
 
+TRN_CAL_LAUNCH = (
+    "crest gpu-run --gpus 1 -- " if TRN_GPUS and importlib.util.find_spec("crest.gpu_slots") else ""
+)
+TRN_CALIBRATE = (
+    " && "
+    + TRN_CAL_LAUNCH
+    + "crest guard calibrate --model {output} --data {input.data} --split validation"
+    + "".join(f" --{k.replace('_', '-')} {v}" for k, v in TRN["calibrate"].items())
+    + " >> {log} 2>&1"
+    if TRN["calibrate"]
+    else ""
+)
+
 train_outputs = partial(model_dirs, RUN, TRN_JOBS)  # for rule all
 trained_models = partial(train_plan.trained_models, TRN_JOBS)  # the evaluation stage scores each
 
@@ -87,4 +100,4 @@ rule train_model:
     shell:
         TRN_LAUNCH + "crest train run --data {input.data} --info {input.info} --encoder {params.encoder:q}"
         " --settings {params.settings} --threads {threads} --state-dir {params.state} --out {output}"
-        " > {log} 2>&1"
+        " > {log} 2>&1" + TRN_CALIBRATE
