@@ -39,12 +39,10 @@ TRN_LAUNCH = (
 TRN_CAL_LAUNCH = (
     "crest gpu-run --gpus 1 -- " if TRN_GPUS and importlib.util.find_spec("crest.gpu_slots") else ""
 )
+TRN_CALIBRATE_TARGET = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in (TRN["calibrate"] or {}).items())
 TRN_CALIBRATE = (
-    " && "
-    + TRN_CAL_LAUNCH
-    + "crest guard calibrate --model {output} --data {input.data} --split validation"
-    + "".join(f" --{k.replace('_', '-')} {v}" for k, v in TRN["calibrate"].items())
-    + " >> {log} 2>&1"
+    f" && {TRN_CAL_LAUNCH}crest guard calibrate --model {{output}} --data {{input.data}}"
+    f" --split validation {TRN_CALIBRATE_TARGET} >> {{log}} 2>&1"
     if TRN["calibrate"]
     else ""
 )
@@ -100,4 +98,4 @@ rule train_model:
     shell:
         TRN_LAUNCH + "crest train run --data {input.data} --info {input.info} --encoder {params.encoder:q}"
         " --settings {params.settings} --threads {threads} --state-dir {params.state} --out {output}"
-        " > {log} 2>&1" + TRN_CALIBRATE
+        f" > {{log}} 2>&1{TRN_CALIBRATE}"

@@ -6,16 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from crest.schema import ConfigError
-
 
 def _prepare(args: argparse.Namespace) -> None:
-    from crest.data import load_registry, prepare_source
+    from crest.data import prepare_source
+    from crest.data.registry import get_source
 
-    registry = load_registry(args.registry)
-    if args.source not in registry:
-        raise ConfigError(f"unknown source {args.source!r} (registry: {', '.join(args.registry)})")
-    stats = prepare_source(registry[args.source], args.out, cache_dir=args.cache_dir, validation=args.validation,
+    stats = prepare_source(get_source(args.registry, args.source), args.out, cache_dir=args.cache_dir, validation=args.validation,
                            test=args.test, seed=args.seed, offline=args.offline)
     print(json.dumps({k: stats[k] for k in ("source", "rows_kept", "dropped", "labels")}))
 

@@ -42,6 +42,15 @@ def load_registry(paths: Iterable[str | Path]) -> dict[str, Source]:
     return sources
 
 
+def get_source(paths: Iterable[str | Path], source_id: str) -> Source:
+    """One source from registry files, or ConfigError naming the files searched."""
+    paths = list(paths)
+    registry = load_registry(paths)
+    if source_id not in registry:
+        raise ConfigError(f"unknown source {source_id!r} (registry: {', '.join(map(str, paths))})")
+    return registry[source_id]
+
+
 def map_key(value: Any) -> str:
     """Compare values as case-folded text: YAML `true`, JSON true and CSV "True" are one key."""
     if isinstance(value, bool):

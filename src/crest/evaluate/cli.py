@@ -29,13 +29,10 @@ def _json(text: str):
 
 
 def _source(args: argparse.Namespace) -> None:
-    from crest.data.registry import load_registry
+    from crest.data.registry import get_source
     from crest.evaluate.sets import prepare_optional
 
-    registry = load_registry(args.registry)
-    if args.source not in registry:
-        raise ValueError(f"source {args.source!r} is not in {', '.join(args.registry)}")
-    stats = prepare_optional(registry[args.source], args.out, cache_dir=args.cache_dir, validation=args.validation,
+    stats = prepare_optional(get_source(args.registry, args.source), args.out, cache_dir=args.cache_dir, validation=args.validation,
                              test=args.test, seed=args.seed, offline=args.offline)
     print(json.dumps({k: stats.get(k) for k in ("source", "status", "reason", "rows_kept")}))
 

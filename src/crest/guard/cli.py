@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crest.data.formats import DataFormatError, parse_records
-
 FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".tsv": "tsv", ".txt": "txt"}
 
 
 def read_inputs(source: str, fmt: str, field: str) -> tuple[list[dict[str, Any]], list[str]]:
     """Records and their texts from a file or '-' (stdin): plain lines, JSONL (a field) or CSV (a
     column). Empty input, binary data, a missing field: DataFormatError naming the input."""
+    from crest.data.formats import DataFormatError, parse_records  # pandas: import only when used
+
     name = "<stdin>" if source == "-" else source
     if source == "-":
         data = sys.stdin.buffer.read()

@@ -14,15 +14,7 @@ import json
 import os
 from pathlib import Path
 
-
-def _json_arg(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
+from crest.cliargs import json_object
 
 
 def _anchor_arg(text: str) -> tuple[str, Path]:
@@ -76,7 +68,7 @@ def _arms(args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="fine-tuning stage").add_subparsers(dest="train_command", required=True)
     p = train.add_parser("dataset", help="one arm's train/validation rows from the translated shards")
-    p.add_argument("--settings", required=True, type=_json_arg, help="JSON: crest.train.plan.dataset_settings")
+    p.add_argument("--settings", required=True, type=json_object, help="JSON: crest.train.plan.dataset_settings")
     p.add_argument("--shards", required=True, type=Path, help="results/{run}/translated/{corpus}")
     p.add_argument("--anchors", action="append", default=[], type=_anchor_arg, metavar="METHOD=TSV")
     p.add_argument("--languages", default="config/languages.tsv", help="the language table")
@@ -88,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, type=Path, help="an arm's data.parquet")
     p.add_argument("--info", type=Path, help="its data.json (provenance for the model card)")
     p.add_argument("--encoder", required=True, help="hub id or model directory")
-    p.add_argument("--settings", required=True, type=_json_arg, help="JSON: crest.train.plan.job_settings")
+    p.add_argument("--settings", required=True, type=json_object, help="JSON: crest.train.plan.job_settings")
     p.add_argument("--state-dir", required=True, type=Path, help="checkpoints and metrics.jsonl")
     p.add_argument("--out", required=True, type=Path, help="the exported model directory")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="overrides the settings' device")

@@ -16,6 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
+from crest.cliargs import json_object
 from crest.paths import resolve
 
 
@@ -23,16 +24,6 @@ def _languages(args: argparse.Namespace):
     from crest.languages import load_languages
 
     return load_languages(resolve(args.languages))
-
-
-def _json_arg(text: str) -> dict:
-    try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("expected a JSON object")
-    return value
 
 
 def _build_tiny(args: argparse.Namespace) -> None:
@@ -143,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lang", required=True)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--corpus", default=None)
-    p.add_argument("--settings", type=_json_arg, default={}, help="the translate config section as JSON")
+    p.add_argument("--settings", type=json_object, default={}, help="the translate config section as JSON")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     languages(p)
@@ -160,7 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--qc", required=True, type=Path)
     p.add_argument("--table", required=True, type=Path)
-    p.add_argument("--settings", type=_json_arg, default={}, help="the translate.qc config section as JSON")
+    p.add_argument("--settings", type=json_object, default={}, help="the translate.qc config section as JSON")
     languages(p)
 
     p = add("summary", "one line per language from qc json files", _summary)
