@@ -23,9 +23,8 @@ def _corpus(args: argparse.Namespace) -> None:
     print(json.dumps({k: stats[k] for k in ("rows_kept", "dropped", "labels")}))
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    data = sub.add_parser("data", help="data stage").add_subparsers(dest="data_command", required=True)
-    p = data.add_parser("prepare", help="load one registry source into the normalised parquet")
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of preparing one registry source (also used by `crest evaluate source`)."""
     p.add_argument("--registry", action="append", required=True, help="registry YAML (repeatable)")
     p.add_argument("--source", required=True)
     p.add_argument("--out", required=True, type=Path)
@@ -34,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test", type=float, default=0.1)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--offline", action="store_true")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="data stage").add_subparsers(dest="data_command", required=True)
+    p = data.add_parser("prepare", help="load one registry source into the normalised parquet")
+    add_source_arguments(p)
     p.set_defaults(func=_prepare)
     p = data.add_parser("corpus", help="merge prepared sources, dropping texts seen in an earlier one")
     p.add_argument("--out", required=True, type=Path)

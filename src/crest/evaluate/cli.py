@@ -18,6 +18,8 @@ import json
 import logging
 from pathlib import Path
 
+from crest.data.cli import add_source_arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -180,14 +182,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         return p
 
     p = add("source", "prepare an optional benchmark source; a failure to load is recorded, not raised", _source)
-    p.add_argument("--registry", action="append", required=True)
-    p.add_argument("--source", required=True)
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--cache-dir", default="results/cache/wheels")
-    p.add_argument("--validation", type=float, default=0.1)
-    p.add_argument("--test", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=13)
-    p.add_argument("--offline", action="store_true")
+    add_source_arguments(p)
 
     p = add("set", "build one evaluation set (benchmark x language)", _set)
     p.add_argument("--benchmark", required=True)
