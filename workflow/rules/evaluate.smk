@@ -144,6 +144,25 @@ if EV.sets:
             "crest evaluate summary --out {output} --groups {params.groups} {params.clusters}"
             " --dirs {params.dirs} --sets {params.sets} > {log} 2>&1"
 
+    rule eval_roles:
+        input:
+            unpack(lambda wc: EV.roles_inputs()),
+            table=config["languages"]["table"],
+        output:
+            f"{EV.dir}/roles.tsv",
+        params:
+            sizes=" ".join(EV.sizes),
+            langs=" ".join(EV.eval_languages()),
+            means=lambda wc, input: f"--means {input.means}" if input.means else "",
+        log:
+            f"{RUN}/logs/evaluate/roles.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate roles --out {output} --info {input.info} --clusters {input.clusters}"
+            " {params.means} --languages {input.table} --sizes {params.sizes} --langs {params.langs}"
+            " > {log} 2>&1"
+
     rule paper_tables:
         input:
             metrics=f"{EV.dir}/metrics.csv",

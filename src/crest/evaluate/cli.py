@@ -5,6 +5,7 @@
     crest evaluate model    --model DIR --arm A --size S --seed N --sets-dir eval/sets --out-dir eval/A/S/seedN B/L...
     crest evaluate baseline --name N --spec JSON --sets-dir eval/sets --out-dir eval/baselines/N B/L...
     crest evaluate summary  --out eval/metrics.csv --groups JSON [--clusters clusters.tsv] METRICS_JSON...
+    crest evaluate roles    --out eval/roles.tsv --info train/A/data.json... --clusters clusters.tsv... --langs L...
     crest evaluate tables   --metrics eval/metrics.csv --spec paper/tables.yaml --out-dir paper/tables
     crest evaluate figures  --metrics eval/metrics.csv --out-dir paper/figures --groups JSON
     crest evaluate qc       --out-dir paper/qc --sets SET_JSON... [--data-stats ...] [--translation-qc ...] [--models ...]
@@ -121,6 +122,20 @@ def _summary(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(df)} rows, {int((df['status'] != 'ok').sum())} missing")
 
 
+def _roles(args: argparse.Namespace) -> None:
+    from crest.evaluate.roles import arm_info, language_roles, read_cluster_tsv, read_means, write_roles
+    from crest.languages import load_languages
+    from crest.paths import resolve
+
+    table = load_languages(resolve(args.languages)) if args.languages else load_languages()
+    clusters = {Path(p).parent.name: read_cluster_tsv(p) for p in args.clusters}  # clusters/{method}/clusters.tsv
+    df = language_roles([arm_info(p) for p in args.info], clusters, {c: lang.tier for c, lang in table.items()},
+                        args.langs, means=read_means(args.means), default_method=next(iter(clusters), None),
+                        sizes=args.sizes)
+    write_roles(df, args.out)
+    print(f"{args.out}: {len(df)} rows; " + ", ".join(f"{r} {n}" for r, n in df["role"].value_counts().items()))
+
+
 def _tables(args: argparse.Namespace) -> None:
     from crest.evaluate.collect import read_metrics_csv
     from crest.evaluate.tables import load_table_specs, write_tables
@@ -220,6 +235,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dirs", nargs="*", default=[], help="model output directories (eval/{arm}/{size}/seed{n}, ...)")
     p.add_argument("--sets", nargs="*", default=[], metavar="BENCHMARK/LANG", help="set keys to read in each of --dirs")
     p.add_argument("inputs", nargs="*", help="metrics json files")
+
+    p = add("roles", "role of every evaluated language for every trained model (roles.tsv)", _roles)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--info", nargs="*", default=[], help="train/{arm}/data.json of every evaluated arm")
+    p.add_argument("--clusters", nargs="*", default=[], help="clusters/{method}/clusters.tsv, cluster.methods order")
+    p.add_argument("--means", help="the embed stage's language_means.parquet (nearest training language)")
+    p.add_argument("--languages", help="language table (tiers; default config/languages.tsv)")
+    p.add_argument("--sizes", nargs="*", default=[], help="model sizes: one row per {arm}-{size}")
+    p.add_argument("--langs", nargs="+", required=True, help="evaluated languages")
 
     p = add("tables", "paper tables (csv, md, tex) from the metrics CSV", _tables)
     p.add_argument("--metrics", required=True, type=Path)

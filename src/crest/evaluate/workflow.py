@@ -88,6 +88,22 @@ class EvalPlan:
         base = f"{self.run}/clusters/{method}"
         return {"clusters": f"{base}/clusters.tsv", "map": f"{base}/figures/{'map_umap' if umap else 'map_pca'}.png"}
 
+    def roles_inputs(self) -> dict[str, list[str]]:
+        """What roles.tsv is computed from: every evaluated arm's data.json, the clusters.tsv of
+        every clustering method (an arm's anchors say which it uses), the language means."""
+        from crest.embed.config import embed_targets
+
+        methods = ((self.config.get("cluster") or {}).get("methods") or []) if self.cluster else []
+        return {"info": [f"{self.run}/train/{a}/data.json" for a in self.arms],
+                "clusters": [f"{self.run}/clusters/{m}/clusters.tsv" for m in methods],
+                "means": embed_targets(self.config, self.run)}
+
+    def eval_languages(self) -> list[str]:
+        return list(dict.fromkeys(s.lang for s in self.sets))
+
+    def prediction_files(self) -> list[str]:
+        return [p.removesuffix(".metrics.json") + ".parquet" for p in self.metrics_files()]
+
     def output_dirs(self) -> list[str]:
         """Every scored model's output directory, trained models first (config order)."""
         return [self.model_out(a, z, s) for a, z, s in self.models] + [self.baseline_out(n) for n, _ in self.scored_baselines()]

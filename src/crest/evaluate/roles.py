@@ -1,0 +1,129 @@
+"""The role of every evaluated language for every trained model, from what that model trained on
+(its arm's `train/{arm}/data.json`) and the language map (`clusters.tsv` of the method its anchors
+come from), never from the config's named lists:
+
+    english     the language is `en` (whatever the model trained on)
+    seen        the model trained on it
+    unseen_hrl  not trained on, high-resource tier (crest.languages)
+    id_lrl      not trained on, not high-resource, its cluster holds one of the model's training languages
+    ood_lrl     not trained on, not high-resource, no training language in its cluster (or not clustered)
+
+    roles = language_roles(arms, clusters, tiers, languages, means)   # one row per (arm, language)
+    write_roles(roles, "results/{run}/eval/roles.tsv")
+
+Each row also names the nearest training language and its cosine distance between language-mean
+embeddings (the embed stage's language_means.parquet), so a reader can see why a language is ID.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from crest.io import atomic_path
+
+ROLES = ("seen", "unseen_hrl", "id_lrl", "ood_lrl", "english")
+COLUMNS = ["model", "arm", "family", "language", "role", "tier", "cluster", "cluster_method", "nearest_train",
+           "distance"]
+
+
+def base_code(lang: str) -> str:
+    """The language a set's code names: a code-switched pair `a-b` counts as its embedded side `b`."""
+    return lang.split("-", 1)[1] if "-" in lang else lang
+
+
+def arm_info(path: str | Path) -> dict[str, Any]:
+    """What the roles need from a data.json (contract 2): languages, family, the anchor method."""
+    doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(doc.get("languages"), list):
+        raise ValueError(f"{path}: no `languages` list (the languages the arm trained on)")
+    arm = str(doc.get("arm") or Path(path).parent.name)
+    return {"arm": arm, "languages": [str(c) for c in doc["languages"]], "family": str(doc.get("family") or arm),
+            "anchor_methods": list(doc.get("anchors") or {})}
+
+
+def role_of(lang: str, trained: set[str], tier: str, cluster: str | None, clusters: Mapping[str, str]) -> str:
+    """One language's role for a model trained on `trained` (see the module docstring)."""
+    if lang == "en":
+        return "english"
+    if lang in trained:
+        return "seen"
+    if tier == "high":
+        return "unseen_hrl"
+    if cluster is not None and any(clusters.get(t) == cluster for t in trained):
+        return "id_lrl"
+    return "ood_lrl"
+
+
+def _nearest(lang: str, trained: Sequence[str], means: Mapping[str, np.ndarray]) -> tuple[str | None, float | None]:
+    """Nearest training language (other than `lang`) by cosine distance of language means."""
+    if lang not in means:
+        return None, None
+    best: tuple[str | None, float | None] = (None, None)
+    a = means[lang]
+    for t in trained:
+        if t == lang or t not in means:
+            continue
+        b = means[t]
+        d = float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        if best[1] is None or d < best[1]:
+            best = (t, d)
+    return best
+
+
+def language_roles(arms: Sequence[dict[str, Any]], clusters: Mapping[str, Mapping[str, str]], tiers: Mapping[str, str],
+                   languages: Sequence[str], means: Mapping[str, np.ndarray] | None = None,
+                   default_method: str | None = None, sizes: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per (model, language). `arms`: arm_info() dicts; `clusters`: method -> {language:
+    cluster}; an arm's clusters are those of its first anchor method, else `default_method` (the
+    first of cluster.methods). `model` is `{arm}-{size}` per size (the tables' model label), or the
+    arm when no sizes are given: every size of an arm trained on the same data."""
+    means = means or {}
+    rows = []
+    for info in arms:
+        method = next((m for m in info["anchor_methods"] if m in clusters), default_method)
+        lang_cluster = dict(clusters.get(method, {})) if method else {}
+        trained = set(info["languages"])
+        for lang in dict.fromkeys(base_code(c) for c in languages):
+            cluster = lang_cluster.get(lang)
+            nearest, dist = _nearest(lang, info["languages"], means)
+            row = {"arm": info["arm"], "family": info["family"], "language": lang,
+                   "role": role_of(lang, trained, tiers.get(lang, ""), cluster, lang_cluster),
+                   "tier": tiers.get(lang, ""), "cluster": cluster, "cluster_method": method if lang_cluster else None,
+                   "nearest_train": nearest, "distance": dist}
+            for model in [f"{info['arm']}-{s}" for s in sizes] or [info["arm"]]:
+                rows.append({"model": model, **row})
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def read_cluster_tsv(path: str | Path) -> dict[str, str]:
+    df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if not {"language", "cluster"} <= set(df.columns):
+        raise ValueError(f"{path}: expected columns `language` and `cluster`")
+    return dict(zip(df["language"], df["cluster"]))
+
+
+def read_means(path: str | Path | None) -> dict[str, np.ndarray]:
+    if not path or not Path(path).is_file():
+        return {}
+    from crest.embed.run import read_language_means
+
+    langs, X, _ = read_language_means(path)
+    return dict(zip(langs, X))
+
+
+def write_roles(df: pd.DataFrame, out: str | Path) -> None:
+    with atomic_path(out) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def read_roles(path: str | Path | None) -> pd.DataFrame:
+    """roles.tsv, or an empty frame with its columns (a run without trained models)."""
+    if not path or not Path(path).is_file():
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(path, sep="\t", dtype={"cluster": str, "language": str, "model": str}, keep_default_na=False)
