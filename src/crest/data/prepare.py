@@ -22,10 +22,23 @@ log = logging.getLogger(__name__)
 COLUMNS = ["id", "text", "label", "lang", "source", "category", "split", "origin"]
 
 
+class SourceUnavailable(ConfigError):
+    """A source cannot be reached (offline run, local file absent): an access problem, not an
+    error in its registry entry."""
+
+
+ACCESS_ERRORS: tuple[type[BaseException], ...] = (SourceUnavailable, OSError)
+"""Failures that mean "cannot get the data": SourceUnavailable, and OSError, which covers the
+hub's errors (huggingface_hub's HfHubHTTPError, GatedRepoError and RepositoryNotFoundError,
+datasets' DatasetNotFoundError, OfflineModeIsEnabled, ConnectionError are all OSError
+subclasses). Anything else (a field the records lack, an unmapped label or language, a bad file)
+is an error in the entry."""
+
+
 def _load_hub(source: Source, offline: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     spec = source.loader
     if offline:
-        raise ConfigError(f"source {source.id!r} loads {spec['id']!r} from the Hugging Face Hub, "
+        raise SourceUnavailable(f"source {source.id!r} loads {spec['id']!r} from the Hugging Face Hub, "
                           f"but this run is offline (config key `offline: true`)")
     import datasets  # heavy import, only for hub sources
 
@@ -46,7 +59,7 @@ def _load_local(source: Source) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     spec = source.loader
     path = resolve(spec["path"])
     if not path.is_file():
-        raise ConfigError(f"source {source.id!r}: local file {path} not found ({source.origin})")
+        raise SourceUnavailable(f"source {source.id!r}: local file {path} not found ({source.origin})")
     records = parse_records(path.read_bytes(), spec["format"], str(path), source.spec["records"])
     return [{**r, ORIGIN: f"file:{display_path(path)}"} for r in records], {"path": display_path(path)}
 

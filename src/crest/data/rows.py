@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections import Counter
 from pathlib import PurePosixPath
@@ -100,7 +101,8 @@ def _lang(record: dict[str, Any], spec: dict[str, Any], where: str) -> str:
         return str(value).strip()
     table = {map_key(k): v for k, v in spec["lang_map"].items()}
     if map_key(value) not in table:
-        raise ConfigError(f"{where}: language value {value!r} is not in lang_map")
+        raise ConfigError(f"{where}: language value {value!r} in field {spec['lang_field']!r} is not in "
+                          f"the source's lang_map (mapped values: {', '.join(repr(k) for k in sorted(table))})")
     return table[map_key(value)]
 
 
@@ -125,9 +127,10 @@ def _category(record: dict[str, Any], spec: dict[str, Any], several_members: boo
     return ""
 
 
-def _id(record: dict[str, Any], fields: str | list[str], where: str) -> str:
+def _id(record: dict[str, Any], fields: str | list[str], where: str, digest: bool = False) -> str:
     names = [fields] if isinstance(fields, str) else fields
-    return "-".join(str(get_field(record, f, where)) for f in names)
+    value = "-".join(str(get_field(record, f, where)) for f in names)
+    return hashlib.sha1(value.encode("utf-8")).hexdigest()[:16] if digest else value
 
 
 def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
@@ -145,7 +148,7 @@ def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list
         if "exclude" in spec and _matches(record, spec["exclude"], where):
             skipped["excluded"] += 1
             continue
-        base_id = f"{source.id}-{_id(record, spec['id_field'], where)}" if "id_field" in spec \
+        base_id = f"{source.id}-{_id(record, spec['id_field'], where, spec.get('id_hash', False))}" if "id_field" in spec \
             else f"{source.id}-{n:06d}"
         common = {
             "lang": _lang(record, spec, where),

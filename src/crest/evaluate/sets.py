@@ -44,19 +44,19 @@ def stats_path(parquet: str | Path) -> Path:
 
 def prepare_optional(source, out: str | Path, *, cache_dir: str | Path, validation: float, test: float,
                      seed: int, offline: bool) -> dict[str, Any]:
-    """Prepare a source like the data stage does; if it cannot be loaded (gated, offline, gone),
-    write an empty parquet and stats with status `missing` and the reason instead of failing."""
-    from crest.data.prepare import COLUMNS, prepare_source
+    """Prepare a source like the data stage does; if it cannot be reached (gated, offline, not
+    found, network: `crest.data.prepare.ACCESS_ERRORS`), write an empty parquet and stats with
+    status `missing` and the reason instead of failing. An error in the source's entry (a field the
+    records lack, an unmapped label or language value) is raised: a broken entry must fail its job,
+    naming source, field and value, not hide as a gated dataset."""
+    from crest.data.prepare import ACCESS_ERRORS, COLUMNS, prepare_source
 
     try:
         stats = prepare_source(source, out, cache_dir=cache_dir, validation=validation, test=test, seed=seed,
                                offline=offline)
-        stats = {**stats, "status": OK}
-        write_json(stats, stats_path(out))
-        return stats
-    except Exception as e:  # noqa: BLE001 - any failure to load makes the benchmark missing, with its reason
+    except ACCESS_ERRORS as e:
         reason = f"{type(e).__name__}: {e}".strip()
-        log.warning("source %s could not be prepared; its benchmark will be marked missing: %s\n%s",
+        log.warning("source %s could not be reached; its benchmark will be marked missing: %s\n%s",
                     source.id, reason, traceback.format_exc())
         write_parquet(pd.DataFrame({c: pd.Series(dtype="int8" if c == "label" else "str") for c in COLUMNS}), out)
         stats = {"source": source.id, "status": MISSING, "reason": reason[:2000], "url": source.spec.get("url"),
@@ -65,6 +65,9 @@ def prepare_optional(source, out: str | Path, *, cache_dir: str | Path, validati
                                 "registry": str(source.origin)}}
         write_json(stats, stats_path(out))
         return stats
+    stats = {**stats, "status": OK}
+    write_json(stats, stats_path(out))
+    return stats
 
 
 # -- sampling and filters --------------------------------------------------------------------------
