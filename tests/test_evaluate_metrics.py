@@ -52,8 +52,19 @@ def test_only_unsafe_rows():
     assert m["f1"] == pytest.approx(2 * 2 / (2 * 2 + 0 + 1))
     assert m["precision"] == 1.0 and m["recall"] == pytest.approx(2 / 3)
     assert m["fpr"] is None and m["auroc"] is None  # no safe rows: undefined, never 0
-    assert m["undefined"] == {"fpr": "no safe rows", "auroc": "no safe rows"}
-    assert m["auprc"] == pytest.approx(1.0)
+    assert m["undefined"] == {"fpr": "no safe rows", "auroc": "no safe rows", "auprc": "single-class set (no safe rows)"}
+    # average precision is 1.0 for any scores on an all-unsafe set: reported as undefined, no PR curve
+    assert m["auprc"] is None and m["pr_curve"] is None
+
+
+def test_both_operating_points_are_recorded():
+    labels, probs = [1, 1, 0, 0], [0.9, 0.4, 0.35, 0.1]
+    m = binary_metrics(labels, probs, calibrated=(0.3, "crest_guard.json"), bootstrap=0)
+    default, cal = m["operating_points"]["default"], m["operating_points"]["calibrated"]
+    assert default["threshold"] == 0.5 and (default["tp"], default["fp"]) == (1, 0) and default["recall"] == 0.5
+    assert cal["source"] == "crest_guard.json" and (cal["tp"], cal["fp"]) == (2, 1)
+    assert cal["recall"] == 1.0 and cal["fpr"] == 0.5 and m["recall"] == default["recall"]
+    assert "calibrated" not in binary_metrics(labels, probs, bootstrap=0)["operating_points"]
 
 
 def test_only_safe_rows():

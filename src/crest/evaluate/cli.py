@@ -1,7 +1,8 @@
 """`crest evaluate ...`: the evaluation stage's commands (workflow/rules/evaluate.smk calls them).
 
     crest evaluate source   --registry R --source S --out eval/sources/S.parquet   # optional source, never fails
-    crest evaluate set      --benchmark B --lang L --kind K --spec JSON --out eval/sets/B/L.parquet INPUT...
+    crest evaluate set      --benchmark B --lang L --kind K --spec JSON [--contamination JSON] --out eval/sets/B/L.parquet INPUT...
+    crest evaluate contamination --out eval/contamination.tsv SET_JSON...
     crest evaluate model    --model DIR --arm A --size S --seed N --sets-dir eval/sets --out-dir eval/A/S/seedN B/L...
     crest evaluate baseline --name N --spec JSON --sets-dir eval/sets --out-dir eval/baselines/N B/L...
     crest evaluate summary  --out eval/metrics.csv --groups JSON [--clusters clusters.tsv] METRICS_JSON...
@@ -47,8 +48,17 @@ def _set(args: argparse.Namespace) -> None:
 
     table = load_languages(resolve(args.languages)) if args.languages else load_languages()
     meta = build_set(benchmark=args.benchmark, lang=args.lang, kind=args.kind, group=args.group, spec=_json(args.spec),
-                     inputs=args.inputs, out=args.out, scripts={c: lang.script for c, lang in table.items()})
+                     inputs=args.inputs, out=args.out, scripts={c: lang.script for c, lang in table.items()},
+                     contamination=_json(args.contamination) if args.contamination else None)
     print(json.dumps({k: meta.get(k) for k in ("benchmark", "lang", "status", "reason", "n", "n_unsafe")}))
+
+
+def _contamination(args: argparse.Namespace) -> None:
+    from crest.evaluate.contamination import write_contamination
+
+    table = write_contamination(args.inputs, args.out)
+    print(f"{args.out}: {len(table)} sets, {int(table['exact_dropped'].sum())} exact and "
+          f"{int(table['near_dropped'].sum())} near duplicates of training rows dropped")
 
 
 def _outputs(args: argparse.Namespace) -> tuple[list[Path], list[Path]]:
@@ -77,6 +87,11 @@ def _model(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     model = {"kind": "trained", "arm": args.arm, "size": args.size, "seed": args.seed, "path": str(args.model),
              **model_provenance(args.model)}
+    from crest.guard.model import GUARD_FILE, load_guard_file
+
+    calibrated = load_guard_file(args.model).get("threshold")
+    if calibrated is not None:  # training calibrates it (train.calibrate); an uncalibrated model has one point
+        settings["calibrated"] = [float(calibrated), GUARD_FILE]
 
     def factory():
         from crest.evaluate.baselines import CrestScorer
@@ -100,6 +115,7 @@ def _baseline(args: argparse.Namespace) -> None:
     settings = _settings(args)
     model = {"kind": "baseline", "name": args.name, "title": spec.get("title") or args.name, "family": spec["family"],
              "path": spec["model"], "translator_is_random": False}
+    settings.setdefault("calibrated", [0.5, "official decision rule"])  # p(unsafe) >= p(safe), as the cards use them
     options = {k: spec[k] for k in ("tokenizer", "revision", "dtype", "batch_size", "max_length", "system_prompt_file")
                if spec.get(k) is not None}
 
@@ -206,8 +222,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", required=True)
     p.add_argument("--spec", required=True, help="the benchmark's config entry, JSON")
     p.add_argument("--languages", help="language table (default config/languages.tsv)")
+    p.add_argument("--contamination", help="JSON: training/cluster shards per language, settings, in_distribution")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("inputs", nargs="+")
+
+    p = add("contamination", "eval/contamination.tsv from the set jsons", _contamination)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("inputs", nargs="+", help="set json files")
 
     def scoring(p: argparse.ArgumentParser) -> None:
         p.add_argument("--sets-dir", required=True)

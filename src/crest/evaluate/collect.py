@@ -1,6 +1,8 @@
 """Every metrics json of a run into one long table (eval/metrics.csv): one row per (model, seed,
 benchmark, language), with the language's groups (languages.groups), its cluster (when the
-clustering stage ran) and whether the number rests on a random-weight translator."""
+clustering stage ran), whether the number rests on a random-weight translator, the translation
+backend of the set, the set's class (mixed | all_unsafe | all_safe) and both operating points
+(`*_cal`: at the model's calibrated threshold, a baseline's official rule)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ import pandas as pd
 from crest.io import atomic_path
 
 METRICS = ["f1", "precision", "recall", "accuracy", "auprc", "auroc", "fpr"]
+POINT_METRICS = ["f1", "precision", "recall", "accuracy", "fpr"]  # what a threshold changes
+CAL_METRICS = [f"{m}_cal" for m in POINT_METRICS]
 COLUMNS = ["model", "model_kind", "arm", "size", "seed", "baseline", "benchmark", "title", "set", "group", "lang",
            "lang_groups", "cluster", "status", "reason", "n", "n_unsafe", "n_safe", *METRICS, "f1_lo", "f1_hi",
            "threshold", "best_threshold", "best_f1", "set_translator_is_random", "model_translator_is_random",
-           "random_translator", "metrics_path"]
+           "random_translator", "translation_backend", "in_distribution", "set_class", "threshold_cal",
+           "threshold_cal_source", *CAL_METRICS, "metrics_path"]
 
 
 def model_label(model: dict[str, Any]) -> str:
@@ -42,6 +47,13 @@ def lang_groups(lang: str, groups: dict[str, list[str]]) -> list[str]:
     return [g for g, codes in groups.items() if code in codes]
 
 
+def set_class(n_unsafe: Any, n_safe: Any) -> str | None:
+    """mixed | all_unsafe | all_safe (None for a missing set)."""
+    if not n_unsafe and not n_safe:
+        return None
+    return "all_unsafe" if not n_safe else "all_safe" if not n_unsafe else "mixed"
+
+
 def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters: dict[str, str] | None = None) -> pd.DataFrame:
     clusters = clusters or {}
     rows = []
@@ -63,8 +75,13 @@ def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters:
             "threshold": r.get("threshold"), "best_threshold": best.get("threshold"), "best_f1": best.get("f1"),
             "set_translator_is_random": bool(r.get("set_translator_is_random")),
             "model_translator_is_random": bool(model.get("translator_is_random")),
+            "translation_backend": r.get("translation_backend") or "",
+            "in_distribution": bool(r.get("in_distribution")), "set_class": set_class(r.get("n_unsafe"), r.get("n_safe")),
             "metrics_path": str(path),
         }
+        cal = (r.get("operating_points") or {}).get("calibrated") or {}
+        row.update(threshold_cal=cal.get("threshold"), threshold_cal_source=cal.get("source"),
+                   **{f"{m}_cal": cal.get(m) for m in POINT_METRICS})
         row["random_translator"] = row["set_translator_is_random"] or row["model_translator_is_random"]
         rows.append(row)
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -77,7 +94,12 @@ def write_metrics_csv(df: pd.DataFrame, out: str | Path) -> None:
 
 def read_metrics_csv(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"seed": "Int64", "lang_groups": str, "cluster": str, "arm": str, "size": str,
-                                  "baseline": str, "reason": str, "lang": str})
-    for col in ("lang_groups", "cluster", "reason"):
+                                  "baseline": str, "reason": str, "lang": str, "translation_backend": str,
+                                  "set_class": str, "threshold_cal_source": str})
+    for col in ("lang_groups", "cluster", "reason", "translation_backend", "set_class", "threshold_cal_source"):
+        if col not in df:
+            df[col] = ""
         df[col] = df[col].fillna("")
+    for col in ("in_distribution",):
+        df[col] = df[col].fillna(False).astype(bool) if col in df else False
     return df

@@ -127,3 +127,20 @@ def read_roles(path: str | Path | None) -> pd.DataFrame:
     if not path or not Path(path).is_file():
         return pd.DataFrame(columns=COLUMNS)
     return pd.read_csv(path, sep="\t", dtype={"cluster": str, "language": str, "model": str}, keep_default_na=False)
+
+
+def attach_roles(metrics: pd.DataFrame, roles: pd.DataFrame | None) -> pd.DataFrame:
+    """metrics.csv rows with each set's `role` for its model and the model's `family` (from
+    roles.tsv). A model without roles (a baseline: its training languages are not ours to know)
+    gets `english` for English sets and no role elsewhere; its family is its own name."""
+    df = metrics.copy()
+    code = df["lang"].astype(str).map(base_code)
+    role = pd.Series("", index=df.index, dtype=object).where(code != "en", "english")
+    family = df["model"].astype(str)
+    if roles is not None and not roles.empty:
+        by_lang = {(m, lang): r for m, lang, r in zip(roles["model"].astype(str), roles["language"].astype(str), roles["role"])}
+        fam = dict(zip(roles["model"].astype(str), roles["family"].astype(str)))
+        role = pd.Series([by_lang.get((m, c), r) for m, c, r in zip(df["model"].astype(str), code, role)], index=df.index)
+        family = df["model"].astype(str).map(lambda m: fam.get(m, m))
+    df["role"], df["family"] = role, family
+    return df

@@ -3,6 +3,10 @@ label, ...) and the metrics json. The model is loaded once per job: on a GPU, lo
 costs more than scoring a benchmark, so one job per (model, set) would spend most of its time
 loading.
 
+Every metrics file holds both operating points (`operating_points`): the run's threshold
+(`evaluate.threshold`, 0.5) and the model's calibrated one (settings `calibrated`: [threshold,
+source], read from the model's crest_guard.json by the CLI; a baseline's official decision rule).
+
 A set whose json says `missing` gets an empty predictions file and a metrics json with
 status `missing` and the reason: tables show that cell as missing, never as zero."""
 
@@ -85,6 +89,8 @@ def evaluate_sets(scorer_factory: Callable[[], Any], set_paths: Sequence[str | P
             "model": model, "benchmark": meta["benchmark"], "lang": meta["lang"], "group": meta["group"],
             "title": meta.get("title"), "kind": meta["kind"], "set": str(set_path),
             "set_translator_is_random": bool(meta.get("translator_is_random")),
+            "translation_backend": meta.get("translation_backend") or meta.get("backend"),
+            "in_distribution": bool(meta.get("in_distribution")),
         }
         if meta["status"] != OK:
             write_parquet(pd.DataFrame({c: pd.Series(dtype="float32" if c == "prob_unsafe" else
@@ -103,7 +109,8 @@ def evaluate_sets(scorer_factory: Callable[[], Any], set_paths: Sequence[str | P
         seconds = time.perf_counter() - t0
         preds = pd.DataFrame({"id": df["id"], "prob_unsafe": probs, "label": df["label"].astype("int8"),
                               "lang": df["lang"], "source": df["source"], "category": df["category"]})
-        metrics = binary_metrics(preds["label"].to_numpy(), probs, threshold=s["threshold"],
+        calibrated = tuple(s["calibrated"]) if s.get("calibrated") else None
+        metrics = binary_metrics(preds["label"].to_numpy(), probs, threshold=s["threshold"], calibrated=calibrated,
                                  bootstrap=boot["resamples"], level=boot["level"], seed=boot["seed"],
                                  thresholds=thresholds, curve_points=s["curve_points"],
                                  where=f"{meta['benchmark']}/{meta['lang']}")

@@ -11,12 +11,21 @@
       scale: 100                           # shown as 100 x value, `digits` decimals
       best: row                            # bold the best cell of each row (column | none)
 
-A cell averages the matching (benchmark, language) sets of one model, per seed, then over seeds
-(mean, and ± the standard deviation across seeds when there are several). Cell marks:
-`missing` (every matching set is missing: a gated benchmark), `—` (nothing matches: not evaluated),
-`n/a` (undefined, e.g. F1 of a set without unsafe rows), `*` (rests on a random-weight translator:
-noise), `†` (some matching sets missing; the value averages the rest). Each table lists the marks it
-uses and the reasons of missing sets under it.
+      overflag: true                       # add a column: FPR on the run's all-safe (benign) sets
+      significance: true                   # mark cells that differ from crest (significance table)
+
+A cell averages the matching (benchmark, language) sets of one model on parallel rows
+(crest.evaluate.aggregate: the same benchmarks in every language of the cell, the row ids present
+in every language, equal weight per language), per seed, then over seeds and draws (mean, and ± the
+SD when there are several). Single-class sets: an F1 / precision / AUPRC average holds only mixed
+sets; recall adds the all-unsafe sets, FPR the all-safe ones; a cell of all-unsafe sets only shows
+its F1 marked `§`. Every table is written at the run's threshold (`{id}`) and at each model's
+calibrated threshold (`{id}.calibrated`), with a per-benchmark breakdown (`{id}.by_benchmark`)
+beside every table that averages benchmarks. Cell marks: `missing`, `—` (not evaluated), `n/a`
+(undefined), `*` (random-weight translator: noise), `†` (a gloss translation, word by word),
+`‡` (some matching sets missing), `§` (F1 of all-unsafe sets), `▲`/`▼` (significantly above /
+below crest, paired bootstrap p < 0.05). Each table lists the marks it uses, what was left out
+to make it parallel, and the reasons of missing sets under it.
 """
 
 from __future__ import annotations
@@ -29,18 +38,37 @@ from typing import Any
 
 import pandas as pd
 
+from crest.evaluate.aggregate import (
+    Parallel,
+    average,
+    metric_from_counts,
+    parallel_benchmarks,
+    parallel_counts,
+    seed_key,
+    usable_classes,
+)
 from crest.io import write_text
 from crest.schema import read_yaml
 
 VALUES = ("f1", "precision", "recall", "accuracy", "auprc", "auroc", "fpr")
 LOWER_IS_BETTER = {"fpr"}
 FIELDS = ("model", "model_kind", "arm", "size", "baseline", "benchmark", "title", "set", "group", "lang", "lang_group",
-          "cluster")
+          "cluster", "role", "family", "set_class", "in_distribution", "translation_backend")
 MISSING, NOT_RUN, UNDEFINED = "missing", "—", "n/a"
-RANDOM_MARK, PARTIAL_MARK = "*", "†"
+RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK = "*", "†", "‡", "§"
+BETTER_MARK, WORSE_MARK = "▲", "▼"
+MARKS = (RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK, BETTER_MARK, WORSE_MARK)
+OPERATING_POINTS = {"default": "at the run's threshold (evaluate.threshold, 0.5); baselines at their official rule",
+                    "calibrated": "at each model's calibrated threshold (its crest_guard.json); baselines at their "
+                                  "official decision rule"}
 NOTES = {
     RANDOM_MARK: "rests on the random-weight demo translator (its translations are noise): not a result",
+    GLOSS_MARK: "rests on a gloss translation (a word-by-word dictionary substitution, not a fluent translation)",
     PARTIAL_MARK: "some of the averaged sets are missing; the value averages the others",
+    UNSAFE_ONLY_MARK: "F1 of all-unsafe sets (= 2·recall/(1+recall)): an always-unsafe model scores 100; "
+                      "read it with the benign FPR",
+    BETTER_MARK: "significantly above crest (paired bootstrap over prompts, p < 0.05; significance table)",
+    WORSE_MARK: "significantly below crest (paired bootstrap over prompts, p < 0.05; significance table)",
     MISSING: "the benchmark could not be loaded (gated or unavailable); see the reasons below",
     NOT_RUN: "not evaluated in this run",
     UNDEFINED: "undefined (e.g. F1 of a set without unsafe rows)",
@@ -61,6 +89,8 @@ class TableSpec:
     best: str = "row"
     diff: dict[str, str] | None = None
     row_header: str | None = None
+    overflag: bool = False
+    significance: bool = False
 
 
 def _check_axis(axis: Any, where: str) -> None:
@@ -175,9 +205,26 @@ class Cell:
     random: bool = False
     partial: bool = False
     reasons: tuple[str, ...] = ()
+    gloss: bool = False
+    unsafe_only: bool = False
+    left_out: tuple[str, ...] = ()
+    sig: str = ""
+    text: str | None = None  # a cell that is not a number (significance intervals)
 
 
-def compute_cell(df: pd.DataFrame, value: str) -> Cell:
+def _unit_values(ok: pd.DataFrame, value: str, parallel: Parallel | None, calibrated: bool) -> pd.DataFrame:
+    """model, seed, benchmark, lang, v: the value of each set, on the table's parallel rows when
+    predictions are there (else the set's own metric, all its rows)."""
+    keys = ok.assign(seed=seed_key(ok["seed"]))[["model", "seed", "benchmark", "lang"]].astype(
+        {"model": str, "benchmark": str, "lang": str})
+    if parallel is not None:
+        counts = keys.merge(parallel.counts, on=["model", "seed", "benchmark", "lang"], how="left")
+        return counts[["model", "seed", "benchmark", "lang"]].assign(v=metric_from_counts(counts, value, calibrated))
+    col = f"{value}_cal" if calibrated and f"{value}_cal" in ok else value
+    return keys.assign(v=pd.to_numeric(ok[col], errors="coerce").to_numpy())
+
+
+def compute_cell(df: pd.DataFrame, value: str, parallel: Parallel | None = None, calibrated: bool = False) -> Cell:
     if df.empty:
         return Cell(status="not_run")
     ok = df[df["status"] == "ok"]
@@ -185,15 +232,28 @@ def compute_cell(df: pd.DataFrame, value: str) -> Cell:
     reasons = tuple(sorted({f"{r.benchmark}/{r.lang}: {r.reason}" for r in missing.itertuples()}))
     if ok.empty:
         return Cell(status="missing", reasons=reasons)
+    left_out = []
+    classes = ok["set_class"].fillna("mixed").replace("", "mixed") if "set_class" in ok else pd.Series("mixed", ok.index)
+    use = usable_classes(value, list(classes))
+    single = ok[~classes.isin(use)]
+    if not single.empty:
+        left_out.append(f"{len(single)} single-class set(s) ({', '.join(sorted(set(single['benchmark'])))}): "
+                        f"{value} needs both classes")
+    ok = ok[classes.isin(use)]
+    ok, dropped = parallel_benchmarks(ok)
+    left_out += [f"{d}: not in every language of the cell" for d in dropped]
+    if ok.empty:
+        return Cell(status="undefined", reasons=reasons, left_out=tuple(left_out))
     random = bool(ok["random_translator"].astype(bool).any())
-    seed_key = ok["seed"].astype("string").fillna("-")
-    per_seed = ok.assign(_seed=seed_key).groupby(["model", "_seed"])[value].mean()  # NaN-skipping mean over sets
-    per_seed = per_seed.dropna()
+    gloss = bool((ok.get("translation_backend", pd.Series("", ok.index)).astype(str) == "gloss").any())
+    per_seed = average(_unit_values(ok, value, parallel, calibrated)).dropna()
+    unsafe_only = value == "f1" and set(classes[classes.isin(use)]) == {"all_unsafe"}
     if per_seed.empty:
-        return Cell(status="undefined", random=random, reasons=reasons)
+        return Cell(status="undefined", random=random, gloss=gloss, reasons=reasons, left_out=tuple(left_out))
     mean = float(per_seed.mean())
     sd = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None
-    return Cell(value=mean, sd=sd, seeds=len(per_seed), random=random, partial=not missing.empty, reasons=reasons)
+    return Cell(value=mean, sd=sd, seeds=len(per_seed), random=random, partial=not missing.empty, reasons=reasons,
+                gloss=gloss, unsafe_only=unsafe_only, left_out=tuple(left_out))
 
 
 @dataclass
@@ -204,29 +264,127 @@ class Table:
     cells: list[list[Cell]]
     notes: list[str]
     empty_reason: str | None = None
+    operating_point: str = "default"
+    file_id: str = ""
+
+    def __post_init__(self) -> None:
+        self.file_id = self.file_id or self.spec.id
 
 
-def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None = None) -> Table:
+def _parallel(preds: pd.DataFrame | None, rows: pd.DataFrame, value: str) -> Parallel | None:
+    ok = rows[rows["status"] == "ok"]
+    if preds is None or ok.empty:
+        return None
+    return parallel_counts(preds, ok, ranking=value in ("auprc", "auroc"))
+
+
+def _sig_mark(significance: pd.DataFrame | None, row_filter: dict[str, Any], col_filter: dict[str, Any],
+              rows: pd.DataFrame) -> str:
+    """▲/▼ when the cell's model (or family) differs from crest (same size) at p < 0.05 in the
+    cell's role group (`role` of the column, `english` for English benchmarks)."""
+    if significance is None or significance.empty or rows.empty:
+        return ""
+    group = col_filter.get("role") or ("english" if col_filter.get("group") == "english" else None)
+    if not isinstance(group, str):
+        return ""
+    names = set(rows["model"].astype(str)) | set(rows.get("family", pd.Series(dtype=str)).astype(str))
+    hit = significance[(significance["group"] == group) & (significance["benchmark"] == "all")
+                       & significance["b"].isin(names) & significance["a"].str.startswith("crest")]
+    if hit.empty or not (hit["p"] < 0.05).any():
+        return ""
+    diff = float(hit[hit["p"] < 0.05]["diff"].iloc[0])  # a - b: crest minus this model
+    return WORSE_MARK if diff > 0 else BETTER_MARK
+
+
+def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None = None, *,
+                preds: pd.DataFrame | None = None, calibrated: bool = False, by_benchmark: bool = False,
+                significance: pd.DataFrame | None = None) -> Table:
+    """One table. With `preds` (predictions.parquet) every cell is computed on the table's parallel
+    rows; `calibrated`: at each model's calibrated threshold instead of the run's; `by_benchmark`:
+    each row split into one per benchmark (the breakdown of the averages, same parallel rows)."""
     order = order or {}
+    if "role" not in df:
+        from crest.evaluate.roles import attach_roles
+
+        df = attach_roles(df, None)
+    for col, default in (("set_class", "mixed"), ("translation_backend", ""), ("in_distribution", False)):
+        if col not in df:
+            df = df.assign(**{col: default})
     sub = apply_filter(df, spec.filter)
     rows = _axis_items(sub, spec.rows, spec.filter, order, df)
+    if by_benchmark:
+        titles = order.get("title", [])
+        split = []
+        for label, rf in rows:
+            present = list(dict.fromkeys(apply_filter(sub, rf)["title"].astype(str)))
+            present.sort(key=lambda t: titles.index(t) if t in titles else len(titles))
+            split += [(f"{label} · {t}", {**rf, "title": t}) for t in present]
+        rows = split
     cols = _axis_items(sub, spec.columns, spec.filter, order, df)
-    cells = [[compute_cell(apply_filter(apply_filter(sub, rf), cf), spec.value) for _, cf in cols] for _, rf in rows]
-    col_labels = [label for label, _ in cols]
+    benign = pd.DataFrame(columns=df.columns)
+    if spec.overflag:
+        base = apply_filter(df, {k: v for k, v in spec.filter.items() if k != "set_class"})
+        benign = base[base["set_class"] == "all_safe"]
+    parallel = _parallel(preds, pd.concat([sub, benign]) if not benign.empty else sub, spec.value)
+    cells = []
+    for _, rf in rows:
+        line = []
+        for _, cf in cols:
+            part = apply_filter(apply_filter(sub, rf), cf)
+            cell = compute_cell(part, spec.value, parallel, calibrated)
+            if spec.significance and cell.status == "ok":
+                cell.sig = _sig_mark(significance, rf, cf, part)
+            line.append(cell)
+        if spec.overflag:
+            line.append(compute_cell(apply_filter(benign, rf), "fpr", parallel, calibrated))
+        cells.append(line)
+    col_labels = [label for label, _ in cols] + (["Benign FPR (over-flagging)"] if spec.overflag else [])
     if spec.diff is not None:
         ia, ib = col_labels.index(spec.diff["a"]), col_labels.index(spec.diff["b"])
         for row in cells:
             a, b = row[ia], row[ib]
             if a.value is not None and b.value is not None:
-                row.append(Cell(value=a.value - b.value, random=a.random or b.random, partial=a.partial or b.partial))
+                row.append(Cell(value=a.value - b.value, random=a.random or b.random, partial=a.partial or b.partial,
+                                gloss=a.gloss or b.gloss))
             else:
                 row.append(Cell(status="not_run" if "not_run" in (a.status, b.status) else a.status if a.status != "ok" else b.status))
         col_labels.append(spec.diff["label"])
-    table = Table(spec, [label for label, _ in rows], col_labels, cells, [])
+    notes = []
+    if parallel is not None:
+        notes += [f"parallel rows, {b}: {parallel.kept_ids[b]} ids in every language"
+                  + (f", {n} ids left out (not in every language)" if n else "")
+                  for b, n in parallel.dropped_ids.items()]
+    elif not sub.empty:
+        notes.append("no per-row predictions: each set's own rows (not intersected across languages)")
+    table = Table(spec, [label for label, _ in rows], col_labels, cells, notes,
+                  operating_point="calibrated" if calibrated else "default",
+                  file_id=variant_id(spec, calibrated, by_benchmark))
     if sub.empty or not rows or not cols:
         what = ", ".join(f"{k}={v}" for k, v in spec.filter.items()) or "any"
         table.empty_reason = f"no evaluation matches this table in this run (filter: {what})"
     return table
+
+
+BREAKDOWN_AXES = ("benchmark", "title", "set")
+
+
+def has_breakdown(spec: TableSpec) -> bool:
+    """Whether a table's cells can average several benchmarks (then a per-benchmark table goes
+    beside it)."""
+    axes = [spec.rows.get("by"), spec.columns.get("by")]
+    one = isinstance(spec.filter.get("benchmark"), str) or isinstance(spec.filter.get("title"), str)
+    return not one and not any(a in BREAKDOWN_AXES for a in axes)
+
+
+def table_variants(spec: TableSpec) -> list[tuple[str, bool, bool]]:
+    """Every table a spec becomes: (id, calibrated, by_benchmark) for the table, its calibrated
+    twin, and the per-benchmark breakdown of each."""
+    splits = (False, True) if has_breakdown(spec) else (False,)
+    return [(variant_id(spec, cal, split), cal, split) for split in splits for cal in (False, True)]
+
+
+def variant_id(spec: TableSpec, calibrated: bool = False, by_benchmark: bool = False) -> str:
+    return spec.id + (".by_benchmark" if by_benchmark else "") + (".calibrated" if calibrated else "")
 
 
 # -- formatting -----------------------------------------------------------------------------------
@@ -238,11 +396,14 @@ def _number(cell: Cell, spec: TableSpec) -> str:
 
 
 def _marks(cell: Cell) -> str:
-    return (RANDOM_MARK if cell.random else "") + (PARTIAL_MARK if cell.partial else "")
+    flags = (cell.random, cell.gloss, cell.partial, cell.unsafe_only, cell.sig == BETTER_MARK, cell.sig == WORSE_MARK)
+    return "".join(m for m, on in zip(MARKS, flags) if on)
 
 
 def cell_text(cell: Cell, spec: TableSpec) -> tuple[str, str]:
     """(text, marks) of a cell; text is a number or one of the status words."""
+    if cell.text is not None:
+        return cell.text, _marks(cell)
     if cell.status == "not_run":
         return NOT_RUN, ""
     if cell.status == "missing":
@@ -275,6 +436,7 @@ def _best(table: Table) -> set[tuple[int, int]]:
 def _footnotes(table: Table) -> list[str]:
     used = set()
     reasons: list[str] = []
+    left_out: list[str] = []
     for row in table.cells:
         for c in row:
             text, marks = cell_text(c, table.spec)
@@ -284,13 +446,21 @@ def _footnotes(table: Table) -> list[str]:
             if c.partial:
                 used.add(PARTIAL_MARK)
             reasons += [r for r in c.reasons if r not in reasons]
-    notes = [f"{mark} {NOTES[mark]}" if mark in (RANDOM_MARK, PARTIAL_MARK) else f"{mark}: {NOTES[mark]}"
-             for mark in (RANDOM_MARK, PARTIAL_MARK, MISSING, UNDEFINED, NOT_RUN) if mark in used]
+            left_out += [x for x in c.left_out if x not in left_out]
+    notes = [f"{mark} {NOTES[mark]}" if mark in MARKS else f"{mark}: {NOTES[mark]}"
+             for mark in (*MARKS, MISSING, UNDEFINED, NOT_RUN) if mark in used]
     notes += [f"missing {r}" for r in reasons]
+    notes += table.notes + [f"left out to keep the comparison parallel: {x}" for x in left_out]
     if table.spec.scale == 100:
         notes.insert(0, f"{table.spec.value.upper() if table.spec.value != 'f1' else 'F1 (unsafe class)'} x 100"
-                     + (", mean ± sd over seeds" if any(c.sd is not None for row in table.cells for c in row) else ""))
+                     + (", mean ± sd over seeds (and draws)" if any(c.sd is not None for row in table.cells for c in row)
+                        else "") + f", {OPERATING_POINTS[table.operating_point]}")
     return notes
+
+
+def _title(table: Table) -> str:
+    point = "calibrated thresholds" if table.operating_point == "calibrated" else "threshold 0.5"
+    return f"{table.spec.title} ({point})"
 
 
 def _row_header(table: Table) -> str:
@@ -322,7 +492,7 @@ def _md_escape(text: str) -> str:
 
 def to_markdown(table: Table) -> str:
     spec = table.spec
-    lines = [f"### {spec.title}", ""]
+    lines = [f"### {_title(table)}", ""]
     if spec.caption:
         lines += [spec.caption.strip(), ""]
     if table.empty_reason:
@@ -349,15 +519,19 @@ def tex_escape(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in str(text))
 
 
+TEX_MARKS = {RANDOM_MARK: "$^{*}$", GLOSS_MARK: "$^{\\dagger}$", PARTIAL_MARK: "$^{\\ddagger}$",
+             UNSAFE_ONLY_MARK: "$^{\\S}$", BETTER_MARK: "$^{\\blacktriangle}$", WORSE_MARK: "$^{\\blacktriangledown}$"}
+
+
 def _tex_marks(marks: str) -> str:
-    return "".join({RANDOM_MARK: "$^{*}$", PARTIAL_MARK: "$^{\\dagger}$"}[m] for m in marks)
+    return "".join(TEX_MARKS[m] for m in marks)
 
 
 def to_latex(table: Table, source: str = "") -> str:
     spec = table.spec
     head = [f"% {spec.id}: generated by `crest evaluate tables`" + (f" from {source}" if source else "")
             + "; do not edit by hand", "\\begin{table}[t]", "\\centering", "\\small",
-            f"\\caption{{{tex_escape(spec.title)}}}", f"\\label{{tab:{spec.id}}}"]
+            f"\\caption{{{tex_escape(_title(table))}}}", f"\\label{{tab:{table.file_id}}}"]
     if table.empty_reason:
         return "\n".join(head + [f"\\textit{{{tex_escape(table.empty_reason)}}}", "\\end{table}", ""])
     best = _best(table)
@@ -380,7 +554,7 @@ def to_latex(table: Table, source: str = "") -> str:
     notes = _footnotes(table)
     if notes:
         tex_notes = [tex_escape(n).replace("±", "$\\pm$").replace(" x 100", " $\\times$ 100") for n in notes]
-        tex_notes = [_tex_marks(n[0]) + n[1:] if n[:1] in (RANDOM_MARK, PARTIAL_MARK) else n for n in tex_notes]
+        tex_notes = [_tex_marks(n[0]) + n[1:] if n[:1] in MARKS else n for n in tex_notes]
         lines += ["\\par\\smallskip", "{\\footnotesize " + " \\\\\n".join(tex_notes) + "}"]
     lines += ["\\end{table}", ""]
     return "\n".join(lines)
@@ -390,7 +564,7 @@ def to_html(table: Table) -> str:
     import html
 
     spec = table.spec
-    parts = [f"<h3 id='{spec.id}'>{html.escape(spec.title)}</h3>"]
+    parts = [f"<h3 id='{table.file_id}'>{html.escape(_title(table))}</h3>"]
     if spec.caption:
         parts.append(f"<p>{html.escape(spec.caption.strip())}</p>")
     if table.empty_reason:
@@ -427,19 +601,22 @@ ul.notes{font-size:.85em;color:#444}
 
 
 def write_tables(df: pd.DataFrame, specs: Sequence[TableSpec], out_dir: str | Path, *, order: dict[str, Any] | None = None,
-                 source: str = "", banner: str | None = None) -> list[Table]:
-    """tables/{id}.csv, .md, .tex for every spec, plus tables/index.md and tables/index.html (all
-    tables on one page, for the report)."""
+                 source: str = "", banner: str | None = None, preds: pd.DataFrame | None = None,
+                 significance: pd.DataFrame | None = None, extra: Sequence[Table] = ()) -> list[Table]:
+    """tables/{id}.csv, .md, .tex for every variant of every spec (table_variants: both operating
+    points, per-benchmark breakdowns) and for `extra` tables (significance), plus tables/index.md
+    and tables/index.html (all tables on one page, for the report)."""
     out_dir = Path(out_dir)
-    tables = [build_table(df, spec, order) for spec in specs]
+    tables = [build_table(df, spec, order, preds=preds, calibrated=cal, by_benchmark=split, significance=significance)
+              for spec in specs for _, cal, split in table_variants(spec)] + list(extra)
     index_md = ["# Tables", ""] + ([f"> {banner}", ""] if banner else [])
     index_html = ["<!doctype html><html><head><meta charset='utf-8'><title>crest tables</title>", HTML_STYLE,
                   "</head><body><h1>Tables</h1>"] + ([f"<div class='banner'>{banner}</div>"] if banner else [])
     for t in tables:
-        write_text(to_csv(t), out_dir / f"{t.spec.id}.csv")
+        write_text(to_csv(t), out_dir / f"{t.file_id}.csv")
         md = to_markdown(t)
-        write_text(md, out_dir / f"{t.spec.id}.md")
-        write_text(to_latex(t, source), out_dir / f"{t.spec.id}.tex")
+        write_text(md, out_dir / f"{t.file_id}.md")
+        write_text(to_latex(t, source), out_dir / f"{t.file_id}.tex")
         index_md += [md, ""]
         index_html.append(to_html(t))
     write_text("\n".join(index_md).rstrip("\n") + "\n", out_dir / "index.md")

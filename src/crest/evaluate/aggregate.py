@@ -1,0 +1,167 @@
+"""Comparable averages from per-row predictions (issue 11 item 2; docs/evaluate.md "Parallel rows").
+
+A table averages (benchmark, language) sets. Two languages are comparable only on the same
+prompts, and QC keeps different rows per language, so every table is computed on *parallel rows*:
+
+- per benchmark, the row ids present in every (model, seed, language) set of that benchmark the
+  table uses (a row missing in one language is dropped from all);
+- per cell, the benchmarks present in every language of the cell (a benchmark missing in one of
+  its languages is left out of that cell);
+- the metric of each (model, seed, benchmark, language) on those rows, averaged over benchmarks
+  per language, then over languages (equal weight per language), then over seeds (and over the
+  draws of a family).
+
+What was left out is counted (`Parallel.dropped_rows`, the cells' `left_out`) and printed under
+the table. `predictions.parquet` (eval/, built by `crest evaluate summary`) holds every scored row:
+model, seed (-1 for baselines), benchmark, lang, id, label, prob_unsafe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from crest.io import write_parquet
+
+UNIT = ["model", "seed", "benchmark", "lang"]
+COUNTS = ["tp", "fp", "fn", "tn"]
+RANKING = ("auprc", "auroc")
+NEEDS_BOTH = {"f1", "precision", "accuracy", "auprc", "auroc"}  # meaningless on a single-class set
+
+
+def predictions_path(metrics_path: str | Path) -> Path:
+    p = Path(metrics_path)
+    return p.with_name(p.name.removesuffix(".metrics.json") + ".parquet")
+
+
+def seed_key(seed: pd.Series) -> pd.Series:
+    """Seeds as ints, -1 for a baseline (which has none)."""
+    return pd.to_numeric(seed, errors="coerce").fillna(-1).astype(int)
+
+
+def collect_predictions(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Every scored row of every ok set in `metrics` (eval/metrics.csv), one frame."""
+    frames = []
+    for r in metrics[metrics["status"] == "ok"].itertuples():
+        d = pd.read_parquet(predictions_path(r.metrics_path), columns=["id", "label", "prob_unsafe"])
+        seed = -1 if pd.isna(r.seed) else int(r.seed)
+        frames.append(d.assign(model=r.model, seed=seed, benchmark=r.benchmark, lang=r.lang))
+    cols = [*UNIT, "id", "label", "prob_unsafe"]
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="float32" if c == "prob_unsafe" else "object") for c in cols})
+    df = pd.concat(frames, ignore_index=True)[cols]
+    df["id"] = df["id"].astype(str)
+    for c in ("model", "benchmark", "lang"):
+        df[c] = df[c].astype("category")
+    return df
+
+
+def write_predictions(df: pd.DataFrame, out: str | Path) -> None:
+    write_parquet(df, out)
+
+
+def read_predictions(path: str | Path | None) -> pd.DataFrame | None:
+    if not path or not Path(path).is_file():
+        return None
+    df = pd.read_parquet(path)
+    df["id"] = df["id"].astype(str)
+    for c in ("model", "benchmark", "lang"):
+        df[c] = df[c].astype(str)
+    return df
+
+
+@dataclass
+class Parallel:
+    """Confusion counts per (model, seed, benchmark, lang) on the table's parallel rows, at the
+    reported threshold and (`*_cal`) at each model's calibrated one."""
+    counts: pd.DataFrame
+    kept_ids: dict[str, int] = field(default_factory=dict)
+    dropped_ids: dict[str, int] = field(default_factory=dict)
+
+
+def parallel_counts(preds: pd.DataFrame, sets: pd.DataFrame, ranking: bool = False) -> Parallel:
+    """`sets`: the table's ok rows of metrics.csv (model, seed, benchmark, lang, threshold,
+    threshold_cal). Ids are intersected per benchmark over every set of it in `sets`."""
+    keys = sets.assign(seed=seed_key(sets["seed"]))[[*UNIT, "threshold", "threshold_cal"]].drop_duplicates(UNIT)
+    keys = keys.astype({"model": str, "benchmark": str, "lang": str})
+    sub = preds[preds["benchmark"].isin(set(keys["benchmark"])) & preds["model"].isin(set(keys["model"]))]
+    p = sub.astype({"model": str, "benchmark": str, "lang": str}).merge(keys, on=UNIT, how="inner")
+    p = p.drop_duplicates([*UNIT, "id"])
+    units = p.groupby("benchmark")[["model", "seed", "lang"]].apply(lambda g: len(g.drop_duplicates()))
+    present = p.groupby(["benchmark", "id"]).size()
+    full = present[present.to_numpy() == units.reindex(present.index.get_level_values(0)).to_numpy()]
+    kept = p.set_index(["benchmark", "id"]).index.isin(full.index)
+    all_ids = present.groupby(level=0).size()
+    kept_ids = full.groupby(level=0).size().reindex(all_ids.index, fill_value=0)
+    p = p[kept]
+    label = p["label"].to_numpy() == 1
+    prob = p["prob_unsafe"].to_numpy()
+    cal = p["threshold_cal"].to_numpy(dtype=float)
+    out = {}
+    for suffix, thr in (("", p["threshold"].to_numpy(dtype=float)), ("_cal", cal)):
+        flagged = prob >= thr
+        valid = ~np.isnan(thr)
+        out.update({f"tp{suffix}": flagged & label, f"fp{suffix}": flagged & ~label, f"fn{suffix}": ~flagged & label,
+                    f"tn{suffix}": ~flagged & ~label, f"valid{suffix}": valid})
+    frame = pd.DataFrame({**{c: p[c].to_numpy() for c in UNIT}, **out})
+    counts = frame.groupby(UNIT, sort=False).agg(
+        **{k: (k, "sum") for k in out if not k.startswith("valid")}, valid_cal=("valid_cal", "all")).reset_index()
+    if ranking:
+        from sklearn.metrics import average_precision_score, roc_auc_score
+
+        def rank(g: pd.DataFrame) -> pd.Series:
+            y = g["label"].to_numpy()
+            both = 0 < y.sum() < len(y)
+            return pd.Series({"auprc": average_precision_score(y, g["prob_unsafe"]) if both else np.nan,
+                              "auroc": roc_auc_score(y, g["prob_unsafe"]) if both else np.nan})
+
+        r = p.groupby(UNIT, sort=False)[["label", "prob_unsafe"]].apply(rank).reset_index()
+        counts = counts.merge(r, on=UNIT, how="left")
+    return Parallel(counts, {str(k): int(v) for k, v in kept_ids.items()},
+                    {str(k): int(all_ids[k] - kept_ids[k]) for k in all_ids.index})
+
+
+def metric_from_counts(counts: pd.DataFrame, value: str, calibrated: bool = False) -> pd.Series:
+    """`value` per row of a counts frame (NaN where undefined)."""
+    if value in RANKING:
+        return counts[value].astype(float)
+    s = "_cal" if calibrated else ""
+    tp, fp, fn, tn = (counts[f"{c}{s}"].astype(float) for c in COUNTS)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = {"f1": 2 * tp / (2 * tp + fp + fn), "precision": tp / (tp + fp), "recall": tp / (tp + fn),
+             "accuracy": (tp + tn) / (tp + fp + fn + tn), "fpr": fp / (fp + tn)}[value]
+    v = v.where(tp + fn > 0) if value in ("f1", "recall") else v
+    if calibrated:
+        v = v.where(counts["valid_cal"].astype(bool))
+    return v.replace([np.inf, -np.inf], np.nan)
+
+
+def usable_classes(value: str, classes: Sequence[str]) -> set[str]:
+    """Which set classes a cell of `value` averages. With any mixed set: mixed sets, plus the
+    single-class sets the metric is meant for (recall: all-unsafe, FPR: all-safe). A cell of
+    single-class sets only keeps them (F1 of an all-unsafe set is marked in the table)."""
+    present = set(classes)
+    if "mixed" in present:
+        return {"mixed"} | ({"all_unsafe"} if value == "recall" else {"all_safe"} if value == "fpr" else set())
+    return present
+
+
+def parallel_benchmarks(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Keep the benchmarks present (ok) in every language of `rows`; the others are returned as
+    'benchmark [langs it has]' for the note under the table."""
+    langs = set(rows["lang"])
+    per = rows.groupby("benchmark")["lang"].agg(lambda s: set(s))
+    keep = [b for b, ls in per.items() if ls == langs]
+    dropped = [f"{b} (in {len(ls)} of {len(langs)} languages)" for b, ls in per.items() if ls != langs]
+    return rows[rows["benchmark"].isin(keep)], dropped
+
+
+def average(units: pd.DataFrame) -> pd.Series:
+    """units: model, seed, benchmark, lang, v -> one value per (model, seed): the mean over
+    benchmarks per language, then over languages (equal weight)."""
+    per_lang = units.groupby(["model", "seed", "lang"], sort=False)["v"].mean()
+    return per_lang.groupby(level=[0, 1], sort=False).mean()
