@@ -86,3 +86,12 @@ def write_toy_shards(folder: Path, langs: dict[str, str] | list[str], rows: int 
 def toy_shards(tmp_path: Path):
     """write_toy_shards into tmp_path/translated, or into `folder`."""
     return lambda langs, folder=None, **kw: write_toy_shards(folder or tmp_path / "translated", langs, **kw)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(tmp_path_factory) -> Path:
+    """A random-weight tiny XLM-R safe/unsafe classifier (labels safe=0, unsafe=1), built once per
+    session: scores vary with the text, which is all the guard-serving tests need."""
+    from crest.tiny import build_tiny_xlmr
+
+    return build_tiny_xlmr(tmp_path_factory.mktemp("tiny_classifier") / "m", num_labels=2, extra_symbols=[TRIGGER])

@@ -75,8 +75,14 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as e:
+    except ConfigError as e:  # its message lists every invalid key, one per line
         print(f"crest: error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as e:  # bad input (files, models, values): one line, no traceback
+        if args.verbose:
+            logging.exception("details")
+        message = " ".join(str(e).split()) or type(e).__name__
+        print(f"crest: error: {message}", file=sys.stderr)
         return 2
     return 0
 

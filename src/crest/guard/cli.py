@@ -38,14 +38,55 @@ def read_inputs(source: str, fmt: str, field: str) -> tuple[list[dict[str, Any]]
         what = "column" if fmt in ("csv", "tsv") else "field"
         raise DataFormatError(f"{name}: record {missing} has no {what} {key!r} (it has: {fields}); "
                               f"choose one with --field")
-    texts = [str(r[key]) for r in records]
+    where = _record_lines(data, fmt, name, len(records))
+    texts = []
+    for at, record in zip(where, records, strict=True):
+        value = record[key]
+        if not isinstance(value, str):
+            shown = "NaN" if isinstance(value, float) and value != value else type(value).__name__
+            raise DataFormatError(f"{name}: {at}: {key!r} is {'null' if value is None else shown}, expected a string")
+        try:
+            json.dumps(record, allow_nan=False)  # what is written back must be JSON
+        except ValueError:
+            raise DataFormatError(f"{name}: {at}: holds NaN or Infinity, which is not JSON") from None
+        texts.append(value)
     return records, texts
+
+
+def _record_lines(data: bytes, fmt: str, name: str, n: int) -> list[str]:
+    """Where each record is, for error messages: its line in JSONL (blank lines are skipped by the
+    parser), else its record number."""
+    if fmt != "jsonl":
+        return [f"record {i}" for i in range(1, n + 1)]
+    from crest.data.formats import decode_utf8
+
+    return [f"line {i}" for i, line in enumerate(decode_utf8(data, name).splitlines(), 1) if line.strip()]
+
+
+def check_out(out: Path | None) -> None:
+    """Refuse an --out that cannot be written before any work: a directory, or under a file."""
+    if out is None:
+        return
+    if out.is_dir():
+        raise ValueError(f"--out {out}: is a directory; name the file to write")
+    parent = next((p for p in out.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ValueError(f"--out {out}: {parent} is a file, not a directory")
+
+
+def quiet_loading() -> None:
+    """No weight-loading progress bars on stderr: a CLI error there stays one line."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _classify(args: argparse.Namespace) -> None:
     from crest.guard import Guard
     from crest.io import write_text
 
+    quiet_loading()
+    check_out(args.out)
     records, texts = read_inputs(args.input, args.format, args.field)
     guard = Guard.from_pretrained(args.model, device=args.device, threshold=args.threshold,
                                   batch_size=args.batch_size)
@@ -63,7 +104,15 @@ def _calibrate(args: argparse.Namespace) -> None:
 
     from crest.guard import Guard, calibrate_threshold, save_threshold
 
-    frames = [pd.read_parquet(p) for p in args.data]
+    quiet_loading()
+    frames = []
+    for path in args.data:
+        frame = pd.read_parquet(path)
+        needed = {"text", "label", "split"} if args.split else {"text", "label"}
+        missing = sorted(needed - set(frame.columns))
+        if missing:
+            raise ValueError(f"{path}: no column(s) {', '.join(missing)} (it has: {', '.join(map(str, frame.columns))})")
+        frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
     if args.split:
         df = df[df["split"] == args.split]
@@ -79,8 +128,9 @@ def _calibrate(args: argparse.Namespace) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="score texts with a trained guardrail; JSONL out")
-    p.add_argument("--model", required=True, help="model directory (or hub id)")
-    p.add_argument("--threshold", type=float, default=None, help="default: the model's calibrated one, else 0.5")
+    p.add_argument("--model", required=True, help="model directory (or hub id org/name); safetensors only")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="in [0, 1]; default: the model's calibrated one, else 0.5")
     p.add_argument("--format", choices=["auto", "lines", "jsonl", "csv", "tsv"], default="auto")
     p.add_argument("--field", default="text", help="JSONL field / CSV column holding the text")
     p.add_argument("--device", default="auto")

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from crest.guard.loading import check_threshold, resolve_model
 from crest.guard.windows import split_windows
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,15 @@ def unsafe_index(config: Any) -> int:
 
 def load_guard_file(model_dir: str | Path) -> dict[str, Any]:
     path = Path(model_dir) / GUARD_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # invalid JSON or UTF-8
+        raise ValueError(f"{path}: not a readable JSON file ({e})") from e
+    if not isinstance(stored, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return stored
 
 
 class Guard:
@@ -50,7 +59,7 @@ class Guard:
                  stride: int | None = None, pad_to_multiple_of: int = 8) -> None:
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.device = device
         self.batch_size = batch_size
         limit = int(getattr(model.config, "max_position_embeddings", 514)) - 2  # XLM-R positions start at 2
@@ -63,20 +72,24 @@ class Guard:
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | Path, *, device: str = "auto", threshold: float | None = None,
                         dtype: str | None = None, compile: bool = False, **kwargs: Any) -> Guard:
-        """Load a classifier directory (or hub id). The threshold is, in order: the argument, the
+        """Load a classifier directory (or hub id `org/name`; safetensors only, see
+        crest.guard.loading for what is refused). The threshold is, in order: the argument, the
         calibrated one stored in the directory, 0.5. `compile=True` wraps the model in
         torch.compile(mode="reduce-overhead") (CUDA graphs; lengths are bucketed to limit
         recompilation)."""
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        if threshold is not None:
+            threshold = check_threshold(threshold)  # before any loading: a bad value fails fast
+        source, local = resolve_model(path_or_hub_id)
+        stored = load_guard_file(source) if local else {}
+        if threshold is None:
+            threshold = check_threshold(stored.get("threshold", DEFAULT_THRESHOLD), f"{Path(source) / GUARD_FILE}: threshold")
         device = pick_device(device)
         torch_dtype = getattr(torch, dtype) if dtype else (torch.float16 if device == "cuda" else torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id)
-        model = AutoModelForSequenceClassification.from_pretrained(path_or_hub_id, dtype=torch_dtype)
-        stored = load_guard_file(path_or_hub_id) if Path(path_or_hub_id).is_dir() else {}
-        if threshold is None:
-            threshold = stored.get("threshold", DEFAULT_THRESHOLD)
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch_dtype, use_safetensors=True)
         if compile:
             kwargs.setdefault("pad_to_multiple_of", 64)
         guard = cls(model, tokenizer, threshold=threshold, device=device, **kwargs)
