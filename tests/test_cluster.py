@@ -213,4 +213,6 @@ def test_rule_targets_and_candidates_from_the_demo_config() -> None:
     assert not any("hdbscan/figures/k_curve" in t for t in targets)
     assert anchors_path(config, "results/demo") == "results/demo/clusters/kmeans/anchors.tsv"
     candidates = anchor_candidates(config, load_languages())
-    assert candidates[0] == "en" and {"sw", "tl", "gl", "th", "si"} <= set(candidates)  # translate.languages
+    assert candidates[0] == "en" and {"sw", "tl"} <= set(candidates)  # translate.languages ...
+    groups = config["languages"]["groups"]  # ... but never an evaluation language (contract 5)
+    assert set(candidates).isdisjoint(groups["unseen_hrl"] + groups["ood_lrl"]) and "th" not in candidates

@@ -10,6 +10,9 @@ from crest.languages import Language
 from crest.schema import ConfigError
 
 K_METHODS = ("kmeans", "ward")
+TYPOLOGY = "typology"
+"""The typology map's directory under clusters/ and the anchor source `languages: {anchors: typology}`."""
+TYPOLOGY_FIGURES = ("map_pca", "dendrogram", "embedding_map")
 
 
 def map_figures(config: dict[str, Any]) -> list[str]:
@@ -21,6 +24,22 @@ def cluster_methods(config: dict[str, Any]) -> list[str]:
     return list(config["cluster"]["methods"]) if embed_enabled(config) else []
 
 
+def typology_enabled(config: dict[str, Any]) -> bool:
+    return embed_enabled(config) and bool(config["cluster"]["typology"]["enabled"])
+
+
+def anchor_sources(config: dict[str, Any]) -> list[str]:
+    """Where anchors come from: cluster.methods (the first is the primary one), then the typology
+    map when it is on. The names of `languages: {anchors: NAME}` and of clusters/NAME/anchors.tsv."""
+    return cluster_methods(config) + ([TYPOLOGY] if typology_enabled(config) else [])
+
+
+def typology_targets(run_dir: str | Path) -> list[str]:
+    base = f"{run_dir}/clusters/{TYPOLOGY}"
+    return [f"{base}/clusters.tsv", f"{base}/anchors.tsv", f"{run_dir}/clusters/agreement.md"] + [
+        f"{base}/figures/{name}.{ext}" for name in TYPOLOGY_FIGURES for ext in ("png", "pdf")]
+
+
 def cluster_targets(config: dict[str, Any], run_dir: str | Path) -> list[str]:
     """What `rule all` needs from the cluster stage ([] when the embed stage is off)."""
     out = []
@@ -29,6 +48,8 @@ def cluster_targets(config: dict[str, Any], run_dir: str | Path) -> list[str]:
         names = map_figures(config) + (["k_curve"] if method in K_METHODS else [])
         out += [f"{base}/clusters.tsv", f"{base}/anchors.tsv"]
         out += [f"{base}/figures/{name}.{ext}" for name in names for ext in ("png", "pdf")]
+    if typology_enabled(config):
+        out += typology_targets(run_dir)
     return out
 
 
@@ -45,14 +66,17 @@ def fixed_anchor_list(config: dict[str, Any]) -> tuple[list[str], str]:
 
 
 def anchor_candidates(config: dict[str, Any], table: dict[str, Language]) -> list[str] | None:
-    """Languages that may be anchors (None = all): `translate` = the translation stage's languages."""
+    """Languages that may be anchors (null = all): `translate` = the translation stage's languages;
+    never an evaluation language (crest.train.arms.trainable_candidates, docs/train.md)."""
+    from crest.train.arms import trainable_candidates
+
     value = config["cluster"]["anchors"]["candidates"]
     if value == "translate":
         from crest.translate.plan import resolve_languages
 
         langs, _ = resolve_languages(config["translate"], config["languages"]["groups"], table)
-        return list(langs)
-    return group_or_codes(value, config)
+        return trainable_candidates(config, table, langs)
+    return trainable_candidates(config, table, group_or_codes(value, config))
 
 
 def check_cluster(config: dict[str, Any], table: dict[str, Language], origin: str = "config") -> None:

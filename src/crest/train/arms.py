@@ -2,14 +2,24 @@
 
 An arm's `languages` (train.schema.yaml) is resolved here, once at DAG-build time (where the
 anchors are not known yet: `None`, crest.train.plan) and again by `crest train dataset` with the
-anchors file read.
-The random arm's draw is a pure function of (translated languages, count, seed), so it is the
-same at both times and on every machine.
+anchors file read. Random draws are pure functions of (pool, tiers wanted, seed), so DAG-build
+time and job time agree on every machine.
+
+Two rules hold for every arm (docs/train.md):
+- **Evaluation languages never train.** Languages a model is evaluated on as unseen
+  (`train.eval_languages`, by default languages.groups.unseen_hrl + ood_lrl) are left out of the
+  `all` arm, random pools and anchor candidates; an explicit list or an anchors file naming one
+  fails, naming the arm and the languages, unless the arm opts in (`allow_eval_languages`: then
+  those languages are `seen` for it).
+- **Random arms are a control**: `{random: ARM}` draws as many languages per resource tier as
+  ARM has (English kept when ARM has it), and `draws: N` expands one config entry into N arms
+  `NAME_0..NAME_{N-1}`, each with its own seed and languages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import copy
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +27,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crest.languages import check_codes
+from crest.languages import TIERS, check_codes
 from crest.schema import ConfigError
 
 ANCHORS = "anchors"
 ALL = "all"
+DEFAULT_EVAL_GROUPS = ("unseen_hrl", "ood_lrl")
+"""Groups of languages.groups whose languages are evaluated as unseen (when train.eval_languages is null)."""
 
 
 @dataclass
@@ -37,6 +49,68 @@ class ArmContext:
     """cluster.methods; the first is the primary one (`languages: anchors`)."""
     anchors: Mapping[str, list[str]] | None = None
     """Anchor codes per cluster method, once known (None at DAG-build time)."""
+    evaluation: frozenset[str] = frozenset()
+    """Languages some model is evaluated on as unseen: no arm trains on them unless it opts in."""
+    source: str = "en"
+    """The corpus's source language: a tier-matched random draw keeps it when the arm it matches has it."""
+
+
+def evaluation_languages(spec: Iterable[str] | None, groups: Mapping[str, list[str]], table: Mapping[str, Any],
+                         where: str = "train.eval_languages") -> list[str]:
+    """The languages evaluated as unseen: `spec` (group names and codes), or for None the groups
+    DEFAULT_EVAL_GROUPS the config defines."""
+    if spec is None:
+        return list(dict.fromkeys(c for g in DEFAULT_EVAL_GROUPS for c in groups.get(g, [])))
+    codes: list[str] = []
+    for item in spec:
+        if item in groups:
+            codes.extend(groups[item])
+        elif item in table:
+            codes.append(item)
+        else:
+            raise ConfigError(f"{where}: {item!r} is neither a group of languages.groups "
+                              f"({', '.join(groups) or 'none'}) nor a language code")
+    return list(dict.fromkeys(codes))
+
+
+def config_evaluation_languages(config: Mapping[str, Any], table: Mapping[str, Any]) -> list[str]:
+    """evaluation_languages of a run config (train.eval_languages)."""
+    return evaluation_languages(config.get("train", {}).get("eval_languages"), config["languages"]["groups"], table)
+
+
+def trainable_candidates(config: Mapping[str, Any], table: Mapping[str, Any],
+                         candidates: Iterable[str] | None) -> list[str]:
+    """Anchor candidates for the cluster stage: `candidates` (None = every table language) minus
+    the evaluation languages, so computed anchors never name a language evaluated as unseen."""
+    evaluation = set(config_evaluation_languages(config, table))
+    return [c for c in (table if candidates is None else candidates) if c not in evaluation]
+
+
+def expand_arms(arms: Mapping[str, Any]) -> dict[str, Any]:
+    """One config entry with `languages: {random: ..., draws: N}` becomes arms NAME_0..NAME_{N-1}
+    (seed + i each, family NAME, draw i); every other arm is kept as it is. Idempotent."""
+    out: dict[str, Any] = {}
+    for name, spec in arms.items():
+        langs = spec["languages"]
+        if not (isinstance(langs, dict) and "random" in langs and "draws" in langs):
+            out[name] = spec
+            continue
+        for i in range(langs["draws"]):
+            arm = f"{name}_{i}"
+            if arm in arms:
+                raise ConfigError(f"train.arms.{name}.languages.draws: the draw {arm!r} clashes with the arm of that name")
+            draw = copy.deepcopy(dict(spec))
+            draw["languages"] = {k: v for k, v in langs.items() if k != "draws"} | {"seed": langs.get("seed", 0) + i}
+            draw.setdefault("family", name)
+            draw["draw"] = i
+            out[arm] = draw
+    return out
+
+
+def arm_family(name: str, spec: Mapping[str, Any]) -> str:
+    """The name an arm is reported under: its `family` (random draws share one), `shuffled` for a
+    label-shuffled control, else its own name."""
+    return spec.get("family") or ("shuffled" if spec.get("shuffle_labels") else name)
 
 
 def anchor_method(spec: Any, methods: list[str]) -> str | None:
@@ -52,7 +126,7 @@ def anchor_method(spec: Any, methods: list[str]) -> str | None:
 
 def anchor_methods(name: str, arms: Mapping[str, Any], methods: list[str]) -> list[str]:
     """Cluster methods whose anchors decide the arm's languages, directly or through the arm a
-    random arm matches in size."""
+    random arm matches."""
     seen = []
     while name in arms and name not in seen:
         seen.append(name)
@@ -72,6 +146,27 @@ def random_draw(pool: list[str], count: int, seed: int) -> list[str]:
     return [code for i, code in enumerate(pool) if i in picked]
 
 
+def tier_counts(codes: Iterable[str], table: Mapping[str, Any]) -> dict[str, int]:
+    """Languages per resource tier (every tier named, high first)."""
+    codes = list(codes)
+    return {t: sum(table[c].tier == t for c in codes) for t in TIERS}
+
+
+def tier_draw(pool: list[str], tiers: Mapping[str, str], wanted: Mapping[str, int], seed: int) -> list[str]:
+    """wanted[tier] languages of each tier drawn from `pool` without replacement, seeded (one
+    generator, tiers high to low), in pool order. A pure function of its arguments."""
+    rng = np.random.default_rng(seed)
+    picked: set[str] = set()
+    for tier in TIERS:
+        n = wanted.get(tier, 0)
+        members = [c for c in pool if tiers[c] == tier]
+        if n > len(members):
+            raise ConfigError(f"cannot draw {n} {tier}-resource languages from the {len(members)} in the pool "
+                              f"({', '.join(members) or 'none'})")
+        picked.update(members[i] for i in rng.choice(len(members), size=n, replace=False).tolist())
+    return [c for c in pool if c in picked]
+
+
 def arm_languages(name: str, arms: Mapping[str, Any], ctx: ArmContext, _seen: tuple[str, ...] = ()) -> list[str] | None:
     """The arm's language codes, or None while they depend on anchors not computed yet.
     Raises ConfigError naming `train.arms.<name>.languages` for anything wrong."""
@@ -81,6 +176,7 @@ def arm_languages(name: str, arms: Mapping[str, Any], ctx: ArmContext, _seen: tu
     if name in _seen:
         raise ConfigError(f"{where}: arms refer to each other in a cycle ({' -> '.join((*_seen, name))})")
     spec = arms[name]["languages"]
+    forbidden = ctx.evaluation - _allowed(name, arms[name], ctx)
     method = anchor_method(spec, ctx.methods)
     if method is not None:
         if ctx.methods and method not in ctx.methods:
@@ -91,36 +187,78 @@ def arm_languages(name: str, arms: Mapping[str, Any], ctx: ArmContext, _seen: tu
             raise ConfigError(f"{where}: no anchors file given for cluster method {method!r}")
         codes = list(dict.fromkeys(ctx.anchors[method]))
         _check(codes, ctx, f"{where} (anchors of {method})", translated=False)
+        _refuse_evaluation(codes, forbidden, name, f"{where} (anchors of {method})")
         if isinstance(spec, dict) and spec.get("untranslated") == "skip":
             codes = [c for c in codes if c in ctx.translated]
         _check(codes, ctx, f"{where} (anchors of {method})")
     elif spec == ALL:
-        codes = list(ctx.translated)
-    elif isinstance(spec, dict):  # {random: N | ARM, seed, exclude}
-        count = spec["random"]
-        if isinstance(count, str):
-            other = arm_languages(count, arms, ctx, (*_seen, name))
-            if other is None:
-                return None
-            count = len(other)
-        exclude = spec.get("exclude", [])
-        _check(exclude, ctx, f"{where}.exclude", translated=False)
-        pool = [c for c in ctx.translated if c not in exclude]
-        try:
-            codes = random_draw(pool, count, spec.get("seed", 0))
-        except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from e
+        codes = [c for c in ctx.translated if c not in forbidden]
+    elif isinstance(spec, dict):  # {random: N | ARM, seed, exclude, keep, match}
+        codes = _random_arm(name, spec, arms, ctx, forbidden, _seen)
+        if codes is None:
+            return None
     else:
         codes = []
-        for i, item in enumerate([spec] if isinstance(spec, str) else spec):
+        for item in [spec] if isinstance(spec, str) else spec:
             if item in ctx.groups and item in ctx.table:
                 raise ConfigError(f"{where}: {item!r} is both a group name and a language code")
             codes.extend(ctx.groups.get(item, [item]))
         codes = list(dict.fromkeys(codes))
         _check(codes, ctx, where)
+        _refuse_evaluation(codes, forbidden, name, where)
     if not codes:
         raise ConfigError(f"{where}: the arm has no languages")
     return codes
+
+
+def _random_arm(name: str, spec: Mapping[str, Any], arms: Mapping[str, Any], ctx: ArmContext,
+                forbidden: set[str], seen: tuple[str, ...]) -> list[str] | None:
+    where = f"train.arms.{name}.languages"
+    target = spec["random"]
+    match = spec.get("match", "tiers" if isinstance(target, str) else "count")
+    if match == "tiers" and not isinstance(target, str):
+        raise ConfigError(f"{where}.match: tiers needs `random: ARM` (an arm whose tiers to match), not a count")
+    exclude = spec.get("exclude", [])
+    _check(exclude, ctx, f"{where}.exclude", translated=False)
+    pool = [c for c in ctx.translated if c not in forbidden and c not in exclude]
+    if isinstance(target, str):
+        other = arm_languages(target, arms, ctx, (*seen, name))
+        if other is None:
+            return None
+    try:
+        if match == "count":
+            return random_draw(pool, len(other) if isinstance(target, str) else target, spec.get("seed", 0))
+        keep = [c for c in spec.get("keep", [ctx.source]) if c in other]
+        wanted = tier_counts([c for c in other if c not in keep], ctx.table)
+        drawn = tier_draw([c for c in pool if c not in keep], {c: ctx.table[c].tier for c in pool}, wanted,
+                          spec.get("seed", 0))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e} (matching arm {target!r}: {', '.join(map(str, other))})"
+                          if isinstance(target, str) else f"{where}: {e}") from e
+    chosen = set(keep) | set(drawn)
+    return [c for c in ctx.translated if c in chosen]
+
+
+def _allowed(name: str, arm: Mapping[str, Any], ctx: ArmContext) -> set[str]:
+    """The evaluation languages an arm opts in to train on (`allow_eval_languages`), checked."""
+    allowed = list(arm.get("allow_eval_languages", []))
+    where = f"train.arms.{name}.allow_eval_languages"
+    _check(allowed, ctx, where, translated=False)
+    stray = [c for c in allowed if c not in ctx.evaluation]
+    if stray:
+        raise ConfigError(f"{where}: {', '.join(stray)} {'is' if len(stray) == 1 else 'are'} not evaluation "
+                          f"language(s) (train.eval_languages: {', '.join(sorted(ctx.evaluation)) or 'none'})")
+    return set(allowed)
+
+
+def _refuse_evaluation(codes: list[str], forbidden: set[str], name: str, where: str) -> None:
+    bad = [c for c in codes if c in forbidden]
+    if bad:
+        raise ConfigError(
+            f"{where}: arm {name!r} would train on {', '.join(bad)}, evaluated as unseen languages "
+            f"(train.eval_languages; by default languages.groups.unseen_hrl and ood_lrl): a training language "
+            f"is never reported as unseen. Drop them, or opt in with train.arms.{name}.allow_eval_languages: "
+            f"[{', '.join(bad)}] (they are then `seen` for this arm)")
 
 
 def _check(codes: list[str], ctx: ArmContext, where: str, translated: bool = True) -> None:

@@ -4,7 +4,7 @@
     crest train run --data data.parquet --info data.json --encoder DIR_OR_ID --settings JSON \\
         --state-dir STATE --out MODEL_DIR
     torchrun --standalone --nproc_per_node=N --no-python crest train run ...    (DDP on N GPUs)
-    crest train arms --configfile config/config.yaml                             (what each arm trains on)
+    crest train arms --configfile config/config.yaml [--anchors kmeans=TSV]     (what each arm trains on)
 """
 
 from __future__ import annotations
@@ -49,20 +49,40 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _arms(args: argparse.Namespace) -> None:
-    from crest.config import load_config
+    from crest.config import load_config, run_dir
     from crest.languages import load_languages
     from crest.paths import resolve
-    from crest.train.arms import arm_languages
-    from crest.train.plan import arm_context, train_jobs
+    from crest.train.arms import arm_family, arm_languages, read_anchors, tier_counts
+    from crest.train.plan import arm_budget, arm_context, train_jobs
 
     config = load_config(args.configfile)
     table = load_languages(resolve(config["languages"]["table"]))
     ctx = arm_context(config, table)
+    given = dict(args.anchors)
+    for method in ctx.methods:  # the run's own anchors, once the cluster stage has written them
+        path = given.get(method, run_dir(config) / "clusters" / method / "anchors.tsv")
+        if Path(path).is_file():
+            given[method] = path
+    if given:
+        ctx.anchors = {m: read_anchors(p) for m, p in given.items()}
+    arms = config["train"]["arms"]
     jobs = train_jobs(config)
-    for arm in config["train"]["arms"]:
-        codes = arm_languages(arm, config["train"]["arms"], ctx)
+    print(f"evaluation languages (never trained on unless an arm opts in): {' '.join(sorted(ctx.evaluation)) or 'none'}")
+    print(f"budget: {config['train'].get('budget') or 'none (each arm takes the rows train.data gives it)'}")
+    print(f"{'arm':16s} {'family':14s} models  tiers h/m/l  languages")
+    for arm, spec in arms.items():
+        codes = arm_languages(arm, arms, ctx)
         n = sum(j[0] == arm for j in jobs)
-        print(f"{arm:16s} {n:3d} model(s)  " + (" ".join(codes) if codes is not None else "(the anchors, once clustered)"))
+        notes = [k for k, on in (("labels shuffled", spec.get("shuffle_labels")),
+                                 ("no budget", config["train"].get("budget") and arm_budget(config["train"], arm) is None))
+                 if on]
+        if spec.get("allow_eval_languages"):
+            notes.append(f"trains on evaluation languages {' '.join(spec['allow_eval_languages'])} (seen for it)")
+        if codes is None:
+            tiers, langs = "    -      ", "(the anchors, once clustered)"
+        else:
+            tiers, langs = "{:>4d}/{}/{}    ".format(*tier_counts(codes, table).values()), " ".join(codes)
+        print(f"{arm:16s} {arm_family(arm, spec):14s} {n:4d}    {tiers} {langs}" + (f"  [{'; '.join(notes)}]" if notes else ""))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -87,6 +107,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads (overrides the settings' threads)")
     p.set_defaults(func=_run)
 
-    p = train.add_parser("arms", help="list a config's arms, their languages and model counts")
+    p = train.add_parser("arms", help="list a config's arms, their languages, tiers and model counts")
     p.add_argument("--configfile", required=True, type=Path)
+    p.add_argument("--anchors", action="append", default=[], type=_anchor_arg, metavar="METHOD=TSV",
+                   help="anchors to resolve the arms with (default: the run's clusters/METHOD/anchors.tsv if written)")
     p.set_defaults(func=_arms)

@@ -8,6 +8,12 @@ Sampling is label-stratified and seeded: the source ids are ranked once by a see
 every language takes its first rows of each label in that ranking, so `parallel` arms hold the same
 source rows in every language. Validation rows per language are capped the same way: the
 validation set is stratified by language and label.
+
+Under `train.budget` (equal-budget comparisons) an arm trains on exactly `budget.examples` rows
+whatever its languages: the same label-stratified ranking of source ids is walked and each id is
+given to one language (disjoint ids, quotas as even as the division allows), so arms differ only
+in which languages the same source rows are shown in. A `shuffle_labels` arm (the null control)
+permutes the train labels (seeded; label counts kept); validation labels stay real.
 """
 
 from __future__ import annotations
@@ -95,7 +101,8 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
     anchors = dict(anchors or {})
     ctx = ArmContext(groups=settings["groups"], translated=settings["translated"],
                      table=table if table is not None else load_languages(resolve("config/languages.tsv")),
-                     methods=settings.get("methods", []), anchors={m: read_anchors(p) for m, p in anchors.items()})
+                     methods=settings.get("methods", []), anchors={m: read_anchors(p) for m, p in anchors.items()},
+                     evaluation=frozenset(settings.get("evaluation", [])), source=settings.get("source", "en"))
     languages = arm_languages(arm, arms, ctx)
     shard_dir = Path(shard_dir)
     missing = [lang for lang in languages if not shard_path(shard_dir, lang).is_file()]
@@ -106,13 +113,16 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
     frames = {lang: read_shard(shard_path(shard_dir, lang), lang) for lang in languages}
     seed = opts["seed"]
     train = {lang: df[df["split"] == "train"] for lang, df in frames.items()}
-    if opts["id_sharing"] == "disjoint":
+    budget = settings.get("budget") or {}
+    if budget.get("examples"):
+        train = budget_rows(train, languages, budget["examples"], seed, arm)
+    elif opts["id_sharing"] == "disjoint":
         ids = pd.Series(sorted(set().union(*(set(df["id"]) for df in train.values()))))
         order = ids.iloc[np.argsort(_rank(ids, seed).to_numpy(), kind="stable")].tolist()
         owner = {i: languages[k % len(languages)] for k, i in enumerate(order)}
         train = {lang: df[df["id"].map(owner) == lang] for lang, df in train.items()}
-    cap = opts["rows_per_language"]
-    if opts["equalize"]:
+    cap = None if budget.get("examples") else opts["rows_per_language"]
+    if opts["equalize"] and not budget.get("examples"):
         smallest = min(len(df) for df in train.values())
         cap = smallest if cap is None else min(cap, smallest)
     empty = [lang for lang, df in train.items() if df.empty]
@@ -122,6 +132,8 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
     parts += [stratified_head(frames[lang][frames[lang]["split"] == "validation"],
                               opts["validation_rows_per_language"], seed) for lang in languages]
     rows = pd.concat(parts, ignore_index=True)
+    if settings.get("label_shuffle"):
+        rows = shuffle_labels(rows, seed)
     counts = rows.groupby(["split", "label"]).size()
     if "validation" not in counts.index.get_level_values(0):
         raise ValueError(f"arm {arm!r}: no validation rows in {shard_dir}/ for {', '.join(languages)} "
@@ -132,8 +144,12 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
     write_parquet(rows, out)
 
     info = {
-        "arm": arm, "corpus": settings["corpus"], "languages": languages,
-        "languages_spec": arms[arm]["languages"], "data": dict(opts),
+        "arm": arm, "family": settings.get("family", arm), "draw": settings.get("draw"),
+        "corpus": settings["corpus"], "languages": languages,
+        "languages_spec": arms[arm]["languages"], "data": dict(opts), "budget": settings.get("budget"),
+        "label_shuffle": bool(settings.get("label_shuffle")),
+        "eval_languages_trained": [c for c in languages if c in ctx.evaluation],
+        "tiers": {c: ctx.table[c].tier for c in languages},
         "rows": {split: int((rows["split"] == split).sum()) for split in SPLITS},
         "rows_per_language": _nested(rows.groupby(["lang", "split", "label"]).size()),
         "sources": {str(k): int(v) for k, v in rows[rows["split"] == "train"]["source"].value_counts().items()},
@@ -148,6 +164,62 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
     log.info("arm %s: %d train / %d validation rows in %s", arm, info["rows"]["train"], info["rows"]["validation"],
              ", ".join(languages))
     return info
+
+
+def budget_rows(train: Mapping[str, pd.DataFrame], languages: list[str], examples: int, seed: int,
+                arm: str) -> dict[str, pd.DataFrame]:
+    """Exactly `examples` train rows spread over `languages`, each source id in one language only.
+
+    Source ids are walked in their seeded rank (the same walk for every arm); an id is taken while its
+    label is under its share of `examples` (label proportions of all train ids, largest remainder) and
+    goes to the language with the most quota left that has the id (quotas: examples // n, the first
+    examples % n languages one more). English alone takes the first `examples` ids of the walk; an arm
+    of 13 languages the same ids, dealt out over its languages."""
+    label_of: dict[Any, int] = {}
+    for lang in languages:
+        for i, label in zip(train[lang]["id"], train[lang]["label"], strict=True):
+            label_of.setdefault(i, int(label))
+    ids = pd.Series(sorted(label_of))
+    if len(ids) < examples:
+        raise ValueError(f"arm {arm!r}: train.budget.examples = {examples} but its languages hold only {len(ids)} "
+                         f"distinct train rows (disjoint ids need one source row per example)")
+    order = ids.iloc[np.argsort(_rank(ids, seed).to_numpy(), kind="stable")].tolist()
+    labels = pd.Series([label_of[i] for i in ids])
+    share = labels.value_counts() / len(labels) * examples
+    target = np.floor(share).astype(int)
+    for label in (share - target).sort_values(ascending=False).index[: examples - int(target.sum())]:
+        target[label] += 1
+    quota = {lang: examples // len(languages) + (k < examples % len(languages)) for k, lang in enumerate(languages)}
+    has = {lang: set(train[lang]["id"]) for lang in languages}
+    owner: dict[Any, str] = {}
+    taken = {int(label): 0 for label in target.index}
+    for i in order:
+        label = label_of[i]
+        if taken[label] >= target[label]:
+            continue
+        open_ = [lang for lang in languages if quota[lang] and i in has[lang]]
+        if not open_:
+            continue
+        lang = max(open_, key=lambda c: quota[c])  # ties: the first in arm order
+        owner[i] = lang
+        quota[lang] -= 1
+        taken[label] += 1
+        if len(owner) == examples:
+            break
+    if len(owner) < examples:
+        raise ValueError(f"arm {arm!r}: could place only {len(owner)} of train.budget.examples = {examples} rows "
+                         f"over {', '.join(languages)} (quota left: {quota}); lower the budget")
+    return {lang: df[df["id"].map(owner) == lang] for lang, df in train.items()}
+
+
+def shuffle_labels(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """The null control: train labels permuted among the train rows (seeded, so label counts are
+    kept exactly); validation rows keep their real labels."""
+    rows = rows.copy()
+    train = (rows["split"] == "train").to_numpy()
+    labels = rows.loc[train, "label"].to_numpy()
+    rows.loc[train, "label"] = np.random.default_rng([seed, 0x5EED]).permutation(labels)
+    return rows
 
 
 def _nested(counts: pd.Series) -> dict:

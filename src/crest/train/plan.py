@@ -13,7 +13,17 @@ from typing import Any
 
 from crest.models import BUILT_ENCODERS, encoder_dir
 from crest.schema import ConfigError
-from crest.train.arms import ArmContext, anchor_methods, arm_languages
+from crest.train.arms import (
+    ArmContext,
+    anchor_methods,
+    arm_family,
+    arm_languages,
+    config_evaluation_languages,
+    expand_arms,
+)
+
+ARM_DATA_KEYS = ("languages", "allow_eval_languages")
+"""What of an arm decides its languages (copied into dataset settings for it and the arms it matches)."""
 
 
 def translated_languages(config: dict[str, Any], table: Mapping[str, Any]) -> list[str]:
@@ -28,7 +38,15 @@ def translated_languages(config: dict[str, Any], table: Mapping[str, Any]) -> li
 
 def arm_context(config: dict[str, Any], table: Mapping[str, Any]) -> ArmContext:
     return ArmContext(groups=config["languages"]["groups"], translated=translated_languages(config, table),
-                      table=table, methods=list(config.get("cluster", {}).get("methods", [])))
+                      table=table, methods=list(config.get("cluster", {}).get("methods", [])),
+                      evaluation=frozenset(config_evaluation_languages(config, table)),
+                      source=config.get("translate", {}).get("source_lang", "en"))
+
+
+def arm_budget(train: Mapping[str, Any], arm: str) -> dict[str, Any] | None:
+    """train.budget when the arm runs under it (every arm unless it says `budget: false`), else None."""
+    budget = train.get("budget")
+    return dict(budget) if budget and train["arms"][arm].get("budget", True) else None
 
 
 def train_jobs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
@@ -43,10 +61,14 @@ def train_jobs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
 def job_settings(config: dict[str, Any], arm: str, size: str, seed: int) -> dict[str, Any]:
     """Everything `crest train run` needs for one model, recorded beside it as its training config."""
     train = config["train"]
+    optim = {**train["optim"], **train["overrides"].get(size, {})}
+    budget = arm_budget(train, arm)
+    if budget and budget.get("steps"):
+        optim["max_steps"] = budget["steps"]  # equal optimiser steps for every arm of the comparison
     return {"run": config["run"], "corpus": train["corpus"], "arm": arm,
             "arm_description": train["arms"][arm].get("description", ""), "size": size,
-            "encoder": config["models"]["encoders"][size], "seed": seed,
-            "optim": {**train["optim"], **train["overrides"].get(size, {})}, "device": config["resources"]["device"],
+            "encoder": config["models"]["encoders"][size], "seed": seed, "optim": optim, "budget": budget,
+            "device": config["resources"]["device"],
             "threads": train["threads"], "keep_state": train["keep_state"], "wandb": train["wandb"]}
 
 
@@ -59,8 +81,11 @@ def dataset_settings(config: dict[str, Any], arm: str, table: Mapping[str, Any])
     while isinstance(spec := arms[chain[-1]]["languages"], dict) and spec.get("random") in arms \
             and spec["random"] not in chain:
         chain.append(spec["random"])
+    spec = arms[arm]
     return {"corpus": config["train"]["corpus"], "arm": arm,
-            "arms": {a: {"languages": copy.deepcopy(arms[a]["languages"])} for a in chain},
+            "arms": {a: {k: copy.deepcopy(arms[a][k]) for k in ARM_DATA_KEYS if k in arms[a]} for a in chain},
+            "family": arm_family(arm, spec), "draw": spec.get("draw"), "label_shuffle": bool(spec.get("shuffle_labels")),
+            "budget": arm_budget(config["train"], arm), "evaluation": sorted(ctx.evaluation), "source": ctx.source,
             "groups": ctx.groups, "translated": ctx.translated, "methods": ctx.methods, "data": config["train"]["data"]}
 
 
@@ -68,6 +93,10 @@ def check_train(config: dict[str, Any], table: Mapping[str, Any], origin: str = 
     """What train.schema.yaml cannot say: the corpus is translated, sizes name encoders, arms resolve
     to translated languages, an offline run uses no hub encoder."""
     train = config["train"]
+    try:
+        train["arms"] = expand_arms(train["arms"])  # random draws: one entry -> NAME_0..NAME_{N-1}
+    except ConfigError as e:
+        raise ConfigError(f"{origin}: {e}") from e
     if not train["arms"]:
         return
     if not train["corpus"]:
@@ -87,12 +116,15 @@ def check_train(config: dict[str, Any], table: Mapping[str, Any], origin: str = 
         if config["offline"] and spec not in BUILT_ENCODERS and not Path(spec).is_dir():
             raise ConfigError(f"{origin}: {key}: models.encoders.{size} = {spec!r} needs the Hugging Face Hub "
                               f"but the config says offline: true")
-    ctx = arm_context(config, table)
-    for arm in train["arms"]:
-        try:
+    try:
+        ctx = arm_context(config, table)
+        for arm in train["arms"]:
             arm_languages(arm, train["arms"], ctx)
-        except ConfigError as e:
-            raise ConfigError(f"{origin}: {e}") from e
+    except ConfigError as e:
+        raise ConfigError(f"{origin}: {e}") from e
+    for arm, spec in train["arms"].items():
+        if "budget" in spec and not train.get("budget"):
+            raise ConfigError(f"{origin}: train.arms.{arm}.budget: set, but there is no train.budget")
 
 
 # --- for workflow/rules/train.smk ------------------------------------------------------------------
