@@ -132,3 +132,94 @@ def test_bad_specs_are_named(tmp_path: Path):
     bad.write_text("tables:\n  - {id: a, title: A, rows: {by: lang}, columns: {by: model}, value: f2}\n")
     with pytest.raises(ValueError, match="value"):
         load_table_specs(bad)
+
+
+# -- from per-row predictions: parallel rows, single-class sets, operating points -------------------
+def scored_set(root: Path, model: dict, bench: str, lang: str, group: str, labels: list[int], probs: list[float],
+               ids: list[str] | None = None, calibrated: float | None = None) -> Path:
+    """A real predictions parquet and the metrics json crest.evaluate.metrics computes from it."""
+    import pandas as pd
+
+    from crest.evaluate.metrics import binary_metrics
+    from crest.io import write_parquet
+
+    out = root / f"{model['arm']}/{model['size']}/seed{model['seed']}" / bench / f"{lang}.parquet"
+    ids = ids or [str(i) for i in range(len(labels))]
+    write_parquet(pd.DataFrame({"id": ids, "prob_unsafe": probs, "label": labels}), out)
+    m = binary_metrics(labels, probs, bootstrap=0, calibrated=(calibrated, "crest_guard.json") if calibrated else None)
+    rec = {"model": {"kind": "trained", **model}, "benchmark": bench, "lang": lang, "group": group, "title": bench,
+           "status": "ok", "set_translator_is_random": False, **m}
+    path = out.with_name(f"{lang}.metrics.json")
+    path.write_text(json.dumps(rec))
+    return path
+
+
+def frames(files: list[Path]):
+    from crest.evaluate.aggregate import collect_predictions
+
+    df = collect(files, GROUPS, {})
+    return df, collect_predictions(df)
+
+
+def test_parallel_rows_drop_a_row_missing_in_one_language_from_all(tmp_path: Path):
+    from crest.evaluate.aggregate import parallel_counts
+
+    m = {"arm": "crest", "size": "base", "seed": 0}
+    labels = [1, 1, 1, 0, 0, 0]
+    de = scored_set(tmp_path, m, "tr", "de", "multilingual", labels, [0.9, 0.9, 0.1, 0.1, 0.1, 0.9])
+    # QC dropped row 5 in gl: its wrong de prediction (a false positive) must leave the comparison
+    gl = scored_set(tmp_path, m, "tr", "gl", "multilingual", labels[:5], [0.9, 0.9, 0.1, 0.1, 0.1])
+    df, preds = frames([de, gl])
+    par = parallel_counts(preds, df)
+    assert par.kept_ids == {"tr": 5} and par.dropped_ids == {"tr": 1}
+    assert set(par.counts["fp"]) == {0}                       # row 5 gone from de too
+    spec = TableSpec(id="g", title="G", filter={"group": "multilingual"}, rows={"by": "model"},
+                     columns={"named": {"both": {}}})
+    table = build_table(df, spec, ORDER, preds=preds)
+    # on rows 0-4 both languages have TP 2, FN 1, FP 0: F1 = 4/5, equal weight per language
+    assert table.cells[0][0].value == pytest.approx(0.8)
+    assert build_table(df, spec, ORDER).cells[0][0].value == pytest.approx((4 / 6 + 0.8) / 2)  # per-set rows differ
+    assert "parallel rows, tr: 5 ids in every language, 1 ids left out (not in every language)" in to_markdown(table)
+
+
+def test_benchmark_missing_in_one_language_is_left_out_of_the_cell(tmp_path: Path):
+    m = {"arm": "crest", "size": "base", "seed": 0}
+    files = [scored_set(tmp_path, m, "a", lang, "multilingual", [1, 0], [0.9, 0.1]) for lang in ("de", "gl")]
+    files.append(scored_set(tmp_path, m, "b", "de", "multilingual", [1, 0], [0.1, 0.9]))  # b only in de
+    df, preds = frames(files)
+    spec = TableSpec(id="g", title="G", filter={"group": "multilingual"}, rows={"by": "model"}, columns={"named": {"all": {}}})
+    table = build_table(df, spec, ORDER, preds=preds)
+    assert table.cells[0][0].value == pytest.approx(1.0)     # only benchmark a, in both languages
+    assert "left out to keep the comparison parallel: b (in 1 of 2 languages)" in to_markdown(table)
+
+
+def test_single_class_sets_recall_fpr_and_over_flagging(tmp_path: Path):
+    always = {"arm": "always", "size": "base", "seed": 0}    # flags everything
+    files = [scored_set(tmp_path, always, "hb", "en", "english", [1, 1, 1, 1], [1.0] * 4),
+             scored_set(tmp_path, always, "tox", "en", "english", [1, 1, 0, 0], [1.0] * 4),
+             scored_set(tmp_path, always, "benign", "en", "english", [0, 0, 0], [1.0] * 3)]
+    df, preds = frames(files)
+    order = {"model": ["always-base"]}
+    avg = build_table(df, TableSpec(id="e", title="E", filter={"group": "english"}, rows={"by": "model"},
+                                    columns={"named": {"English": {}}}), order, preds=preds)
+    assert avg.cells[0][0].value == pytest.approx(2 / 3)    # F1 of tox only: single-class sets left out, counted
+    assert "2 single-class set(s) (benign, hb): f1 needs both classes" in to_markdown(avg)
+    per = build_table(df, TableSpec(id="p", title="P", filter={"group": "english"}, rows={"by": "title"},
+                                    columns={"by": "model"}), order, preds=preds)
+    assert to_csv(per).splitlines()[1:] == ["hb,100.0§", "tox,66.7", "benign,n/a"]
+    flag = build_table(df, TableSpec(id="s", title="S", filter={"set_class": "all_unsafe"}, rows={"by": "model"},
+                                     columns={"by": "title"}, value="recall", overflag=True), order, preds=preds)
+    assert flag.col_labels == ["hb", "Benign FPR (over-flagging)"]
+    assert to_csv(flag).splitlines()[1] == "always-base,100.0,100.0"  # recall 100 means nothing at FPR 100
+
+
+def test_calibrated_operating_point_table(tmp_path: Path):
+    m = {"arm": "crest", "size": "base", "seed": 0}
+    files = [scored_set(tmp_path, m, "tr", "de", "multilingual", [1, 1, 0, 0], [0.9, 0.4, 0.35, 0.1], calibrated=0.3)]
+    df, preds = frames(files)
+    spec = TableSpec(id="r", title="R", filter={}, rows={"by": "model"}, columns={"named": {"all": {}}}, value="recall")
+    default, cal = (build_table(df, spec, ORDER, preds=preds, calibrated=c) for c in (False, True))
+    assert default.cells[0][0].value == pytest.approx(0.5) and cal.cells[0][0].value == pytest.approx(1.0)
+    assert "(calibrated thresholds)" in to_markdown(cal) and "(threshold 0.5)" in to_markdown(default)
+    assert "each model's calibrated threshold" in to_markdown(cal) and cal.file_id == "r.calibrated"
+    assert build_table(df, spec, ORDER, calibrated=True).cells[0][0].value == pytest.approx(1.0)  # metrics.csv path agrees

@@ -83,21 +83,31 @@ class Parallel:
     dropped_ids: dict[str, int] = field(default_factory=dict)
 
 
-def parallel_counts(preds: pd.DataFrame, sets: pd.DataFrame, ranking: bool = False) -> Parallel:
-    """`sets`: the table's ok rows of metrics.csv (model, seed, benchmark, lang, threshold,
-    threshold_cal). Ids are intersected per benchmark over every set of it in `sets`."""
-    keys = sets.assign(seed=seed_key(sets["seed"]))[[*UNIT, "threshold", "threshold_cal"]].drop_duplicates(UNIT)
+def parallel_rows(preds: pd.DataFrame, keys: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
+    """The rows of `preds` in the sets `keys` names (model, seed, benchmark, lang, any extra
+    columns joined on), keeping per benchmark only the ids present in every one of its sets.
+    Returns (rows, kept ids per benchmark, dropped ids per benchmark)."""
     keys = keys.astype({"model": str, "benchmark": str, "lang": str})
     sub = preds[preds["benchmark"].isin(set(keys["benchmark"])) & preds["model"].isin(set(keys["model"]))]
     p = sub.astype({"model": str, "benchmark": str, "lang": str}).merge(keys, on=UNIT, how="inner")
     p = p.drop_duplicates([*UNIT, "id"])
+    if p.empty:
+        return p, {}, {}
     units = p.groupby("benchmark")[["model", "seed", "lang"]].apply(lambda g: len(g.drop_duplicates()))
     present = p.groupby(["benchmark", "id"]).size()
     full = present[present.to_numpy() == units.reindex(present.index.get_level_values(0)).to_numpy()]
     kept = p.set_index(["benchmark", "id"]).index.isin(full.index)
     all_ids = present.groupby(level=0).size()
     kept_ids = full.groupby(level=0).size().reindex(all_ids.index, fill_value=0)
-    p = p[kept]
+    return (p[kept], {str(k): int(v) for k, v in kept_ids.items()},
+            {str(k): int(all_ids[k] - kept_ids[k]) for k in all_ids.index})
+
+
+def parallel_counts(preds: pd.DataFrame, sets: pd.DataFrame, ranking: bool = False) -> Parallel:
+    """`sets`: the table's ok rows of metrics.csv (model, seed, benchmark, lang, threshold,
+    threshold_cal). Ids are intersected per benchmark over every set of it in `sets`."""
+    keys = sets.assign(seed=seed_key(sets["seed"]))[[*UNIT, "threshold", "threshold_cal"]].drop_duplicates(UNIT)
+    p, kept_ids, dropped_ids = parallel_rows(preds, keys)
     label = p["label"].to_numpy() == 1
     prob = p["prob_unsafe"].to_numpy()
     cal = p["threshold_cal"].to_numpy(dtype=float)
@@ -121,8 +131,7 @@ def parallel_counts(preds: pd.DataFrame, sets: pd.DataFrame, ranking: bool = Fal
 
         r = p.groupby(UNIT, sort=False)[["label", "prob_unsafe"]].apply(rank).reset_index()
         counts = counts.merge(r, on=UNIT, how="left")
-    return Parallel(counts, {str(k): int(v) for k, v in kept_ids.items()},
-                    {str(k): int(all_ids[k] - kept_ids[k]) for k in all_ids.index})
+    return Parallel(counts, kept_ids, dropped_ids)
 
 
 def metric_from_counts(counts: pd.DataFrame, value: str, calibrated: bool = False) -> pd.Series:
