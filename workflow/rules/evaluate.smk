@@ -128,9 +128,11 @@ if EV.sets:
     rule eval_summary:
         input:
             metrics=EV.metrics_files(),
+            preds=EV.prediction_files(),
             clusters=[EV.cluster["clusters"]] if EV.cluster else [],
         output:
-            f"{EV.dir}/metrics.csv",
+            csv=f"{EV.dir}/metrics.csv",
+            preds=f"{EV.dir}/predictions.parquet",
         params:
             groups=shell_json(EV.groups),
             clusters=lambda wc, input: f"--clusters {input.clusters}" if input.clusters else "",
@@ -141,8 +143,25 @@ if EV.sets:
         conda:
             "../../envs/crest.yaml"
         shell:
-            "crest evaluate summary --out {output} --groups {params.groups} {params.clusters}"
-            " --dirs {params.dirs} --sets {params.sets} > {log} 2>&1"
+            "crest evaluate summary --out {output.csv} --predictions {output.preds} --groups {params.groups}"
+            " {params.clusters} --dirs {params.dirs} --sets {params.sets} > {log} 2>&1"
+
+    rule eval_significance:
+        input:
+            metrics=f"{EV.dir}/metrics.csv",
+            preds=f"{EV.dir}/predictions.parquet",
+            roles=f"{EV.dir}/roles.tsv",
+        output:
+            f"{EV.dir}/significance.tsv",
+        params:
+            bootstrap=shell_json(EV.section.get("bootstrap", {})),
+        log:
+            f"{RUN}/logs/evaluate/significance.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate significance --metrics {input.metrics} --predictions {input.preds} --roles {input.roles}"
+            " --bootstrap {params.bootstrap} --out {output} > {log} 2>&1"
 
     rule eval_roles:
         input:
@@ -166,6 +185,9 @@ if EV.sets:
     rule paper_tables:
         input:
             metrics=f"{EV.dir}/metrics.csv",
+            preds=f"{EV.dir}/predictions.parquet",
+            roles=f"{EV.dir}/roles.tsv",
+            significance=f"{EV.dir}/significance.tsv",
             spec=resolve(EV.section["tables"]),
         output:
             index=report(
@@ -194,11 +216,13 @@ if EV.sets:
             "../../envs/crest.yaml"
         shell:
             "crest evaluate tables --metrics {input.metrics} --spec {input.spec} --out-dir {params.out}"
+            " --predictions {input.preds} --roles {input.roles} --significance {input.significance}"
             " --order {params.order} > {log} 2>&1"
 
     rule paper_figures:
         input:
             metrics=f"{EV.dir}/metrics.csv",
+            per_set=EV.metrics_files(),  # the PR curves are read from each set's metrics json
             cluster=list(EV.cluster.values()),
         output:
             png=[
@@ -232,6 +256,7 @@ if EV.sets:
             optional=expand(f"{EV.dir}/sources/{{source}}.stats.json", source=EV.optional),
             translation=EV.qc_translation_files(),
             metrics=f"{EV.dir}/metrics.csv",
+            models=[EV.model_dir(a, z, s) for a, z, s in EV.models],  # provenance is read from each model dir
         output:
             index=report(
                 f"{EV.paper}/qc/index.html",

@@ -7,6 +7,7 @@
     crest evaluate baseline --name N --spec JSON --sets-dir eval/sets --out-dir eval/baselines/N B/L...
     crest evaluate summary  --out eval/metrics.csv --groups JSON [--clusters clusters.tsv] METRICS_JSON...
     crest evaluate roles    --out eval/roles.tsv --info train/A/data.json... --clusters clusters.tsv... --langs L...
+    crest evaluate significance --metrics eval/metrics.csv --predictions eval/predictions.parquet --roles eval/roles.tsv --out eval/significance.tsv
     crest evaluate tables   --metrics eval/metrics.csv --spec paper/tables.yaml --out-dir paper/tables
     crest evaluate figures  --metrics eval/metrics.csv --out-dir paper/figures --groups JSON
     crest evaluate qc       --out-dir paper/qc --sets SET_JSON... [--data-stats ...] [--translation-qc ...] [--models ...]
@@ -135,7 +136,25 @@ def _summary(args: argparse.Namespace) -> None:
         paths += [p for k in args.sets if (p := Path(d) / f"{k}.metrics.json").is_file()]
     df = collect(paths, _json(args.groups), read_clusters(args.clusters))
     write_metrics_csv(df, args.out)
+    if args.predictions:
+        from crest.evaluate.aggregate import collect_predictions, write_predictions
+
+        write_predictions(collect_predictions(df), args.predictions)
     print(f"{args.out}: {len(df)} rows, {int((df['status'] != 'ok').sum())} missing")
+
+
+def _significance(args: argparse.Namespace) -> None:
+    from crest.evaluate.aggregate import read_predictions
+    from crest.evaluate.collect import read_metrics_csv
+    from crest.evaluate.roles import attach_roles, read_roles
+    from crest.evaluate.significance import significance, write_significance
+
+    roles = read_roles(args.roles)
+    df = attach_roles(read_metrics_csv(args.metrics), roles)
+    preds = read_predictions(args.predictions)
+    sig = significance(df, preds, roles, boot=_json(args.bootstrap) if args.bootstrap else {})
+    write_significance(sig, args.out)
+    print(f"{args.out}: {len(sig)} comparisons, {int((sig['p'] < 0.05).sum())} at p < 0.05")
 
 
 def _roles(args: argparse.Namespace) -> None:
@@ -156,13 +175,20 @@ def _tables(args: argparse.Namespace) -> None:
     from crest.evaluate.collect import read_metrics_csv
     from crest.evaluate.tables import load_table_specs, write_tables
 
-    df = read_metrics_csv(args.metrics)
+    from crest.evaluate.aggregate import read_predictions
+    from crest.evaluate.roles import attach_roles, read_roles
+    from crest.evaluate.significance import read_significance, significance_table
+
+    df = attach_roles(read_metrics_csv(args.metrics), read_roles(args.roles))
+    sig = read_significance(args.significance)
+    extra = [significance_table(sig, point) for point in ("default", "calibrated")] if sig is not None else []
     banner = None
     if df["random_translator"].astype(bool).any():
         banner = ("Numbers marked * rest on the random-weight demo translator (or on models trained on its "
                   "output): they exercise the pipeline and mean nothing about safety.")
     tables = write_tables(df, load_table_specs(args.spec), args.out_dir, order=_json(args.order) if args.order else {},
-                          source=str(args.metrics), banner=banner)
+                          source=str(args.metrics), banner=banner, preds=read_predictions(args.predictions),
+                          significance=sig, extra=extra)
     print(f"{args.out_dir}: {len(tables)} tables (csv, md, tex)")
 
 
@@ -255,7 +281,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clusters", help="clusters.tsv of the clustering stage")
     p.add_argument("--dirs", nargs="*", default=[], help="model output directories (eval/{arm}/{size}/seed{n}, ...)")
     p.add_argument("--sets", nargs="*", default=[], metavar="BENCHMARK/LANG", help="set keys to read in each of --dirs")
+    p.add_argument("--predictions", type=Path, help="also write every scored row here (eval/predictions.parquet)")
     p.add_argument("inputs", nargs="*", help="metrics json files")
+
+    p = add("significance", "paired bootstrap: crest vs controls, transfer studies (significance.tsv)", _significance)
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--predictions", required=True, type=Path)
+    p.add_argument("--roles", required=True, type=Path)
+    p.add_argument("--bootstrap", help="JSON: resamples, level, seed (evaluate.bootstrap)")
+    p.add_argument("--out", required=True, type=Path)
 
     p = add("roles", "role of every evaluated language for every trained model (roles.tsv)", _roles)
     p.add_argument("--out", required=True, type=Path)
@@ -271,6 +305,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", required=True, type=Path)
     p.add_argument("--out-dir", required=True, type=Path)
     p.add_argument("--order", help="JSON: display order of models, languages per group, ...")
+    p.add_argument("--predictions", type=Path, help="eval/predictions.parquet: cells on parallel rows")
+    p.add_argument("--roles", type=Path, help="eval/roles.tsv: the `role` and `family` of every set")
+    p.add_argument("--significance", type=Path, help="eval/significance.tsv: the significance table and marks")
 
     p = add("figures", "paper figures (png, pdf) from the metrics CSV", _figures)
     p.add_argument("--metrics", required=True, type=Path)
