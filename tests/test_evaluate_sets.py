@@ -189,3 +189,33 @@ def test_scoring_writes_predictions_and_metrics_and_marks_missing_sets(tmp_path:
     assert missing["status"] == "missing" and "no rows left" in missing["reason"] and "f1" not in missing
     assert pd.read_parquet(outs[1]).empty
     assert [r["status"] for r in results] == ["ok", "missing"]
+
+
+# -- the paper config's evaluation languages and benchmarks -----------------------------------------
+INDIC = ["as", "bn", "gu", "hi", "kn", "ml", "mr", "ne", "or", "pa", "sa", "sd", "si", "ta", "te", "ur"]
+CHINESE_CLUSTER_CANDIDATES = ["zh", "zh_Hant", "ja", "ko", "vi", "th", "lo", "km", "my", "mn"]
+
+
+def test_paper_config_scores_every_translated_language_and_the_full_benchmark_list():
+    """Transfer studies in their languages (issue 11 item 6): every model is scored in every
+    language the eval corpus is translated into, so every Indic language and every language a
+    cluster can hold (membership is known only after clustering) has its sets."""
+    from crest.config import load_config
+    from crest.evaluate.plan import benchmark_registry, eval_sets, translated_languages
+    from crest.languages import load_languages
+    from crest.paths import REPO_ROOT
+
+    config = load_config(REPO_ROOT / "config/config.yaml")
+    table = load_languages()
+    sets = eval_sets(config, benchmark_registry(config), table)
+    keys = {s.key for s in sets}
+    translated = translated_languages(config, table)
+    assert len(translated) > 80
+    for lang in translated:  # none of the 91 translated eval shards is left unread
+        assert f"benchmarks_translated/{lang}" in keys and f"aegis2_translated/{lang}" in keys
+    for lang in INDIC + CHINESE_CLUSTER_CANDIDATES:
+        assert f"benchmarks_translated/{lang}" in keys, lang
+    # the paper's benchmark list: Aya Red-teaming, XSafety, PolygloToxicityPrompts, IndicSafe in Indic
+    assert {"aya_redteaming/ar", "xsafety/bn", "ptp/zh", "ptp/sv", "indicsafe_indic/ta", "indicsafe/en"} <= keys
+    assert {s.lang for s in sets if s.benchmark == "indicsafe_indic"} == {
+        "as", "bn", "gu", "hi", "kn", "ml", "mr", "or", "pa", "ta", "te", "ur"}

@@ -37,9 +37,12 @@ def test_paper_config_plans_every_evaluation_job():
     assert len(files) == len(set(files)) == (len(plan.models) + len(config["evaluate"]["baselines"])) * len(plan.sets)
     assert "results/paper/eval/transfer_hi_zh/large/seed2/multijail/ar.metrics.json" in files
     assert plan.paper == "paper" and "paper/tables/id_vs_ood.tex" in plan.outputs()
-    assert plan.optional == ["indicsafe_en", "cultural_kaleidoscope"]
+    assert plan.optional == ["aya_redteaming", "indicsafe_en", "indicsafe", "cultural_kaleidoscope"]
+    # a set's inputs include the training shard it is decontaminated against (eval/contamination.tsv)
     assert plan.set_inputs("indicsafe", "en") == ["results/paper/eval/sources/indicsafe_en.parquet",
-                                                  "results/paper/eval/sources/indicsafe_en.stats.json"]
+                                                  "results/paper/eval/sources/indicsafe_en.stats.json",
+                                                  "results/paper/translated/train/en.parquet"]
+    assert "results/paper/eval/contamination.tsv" in plan.outputs()
 
 
 @pytest.mark.slow

@@ -55,6 +55,7 @@ if EV.sets:
             kind=lambda wc: EV.by_key[f"{wc.benchmark}/{wc.lang}"].kind,
             group=lambda wc: EV.by_key[f"{wc.benchmark}/{wc.lang}"].group,
             inputs=lambda wc: " ".join(EV.by_key[f"{wc.benchmark}/{wc.lang}"].inputs),
+            contamination=lambda wc: shell_json(EV.contamination[f"{wc.benchmark}/{wc.lang}"]),
             table=config["languages"]["table"],
         log:
             f"{RUN}/logs/evaluate/sets/{{benchmark}}/{{lang}}.log",
@@ -63,7 +64,19 @@ if EV.sets:
         shell:
             "crest evaluate set --benchmark {wildcards.benchmark} --lang {wildcards.lang} --kind {params.kind}"
             " --group {params.group} --spec {params.spec} --languages {params.table} --out {output.parquet}"
-            " {params.inputs} > {log} 2>&1"
+            " --contamination {params.contamination} {params.inputs} > {log} 2>&1"
+
+    rule eval_contamination:
+        input:
+            [f"{EV.sets_dir}/{s.key}.json" for s in EV.sets],
+        output:
+            f"{EV.dir}/contamination.tsv",
+        log:
+            f"{RUN}/logs/evaluate/contamination.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate contamination --out {output} {input} > {log} 2>&1"
 
     if EV.models:
 

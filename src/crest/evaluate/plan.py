@@ -103,8 +103,6 @@ def eval_sets(config: dict[str, Any], registry: dict[str, Any], table: dict[str,
     section = config.get("evaluate") or {}
     groups = config["languages"]["groups"]
     translated = translated_languages(config, table)
-    source_lang = (config.get("translate") or {}).get("source_lang", "en")
-    grouped = [c for codes in groups.values() for c in codes]
     sets: list[EvalSet] = []
     for name, spec in section.get("benchmarks", {}).items():
         where = f"evaluate.benchmarks.{name}"
@@ -120,8 +118,8 @@ def eval_sets(config: dict[str, Any], registry: dict[str, Any], table: dict[str,
             corpus = spec["corpus"]
             if "languages" in spec:
                 langs = expand_languages(spec["languages"], groups, table, f"{where}.languages")
-            else:
-                langs = [c for c in translated if c == source_lang or c in grouped]
+            else:  # every language the corpus is translated into: cheap, and cluster membership is known late
+                langs = list(translated)
             for lang in langs:
                 sets.append(EvalSet(name, lang, "corpus", spec["group"], (shard_path(config, corpus, lang),), spec))
     for name, spec in section.get("codeswitch", {}).items():
@@ -133,6 +131,62 @@ def eval_sets(config: dict[str, Any], registry: dict[str, Any], table: dict[str,
             inputs = (shard_path(config, spec["corpus"], spec["matrix"]), shard_path(config, spec["corpus"], lang))
             sets.append(EvalSet(name, f"{spec['matrix']}-{lang}", "codeswitch", spec["group"], inputs, spec))
     return sets
+
+
+# -- decontamination (crest.evaluate.contamination) ---------------------------------------------------
+def training_corpus(config: dict[str, Any]) -> str | None:
+    """The translated corpus the training arms read (train.corpus), if this config trains."""
+    corpus = (config.get("train") or {}).get("corpus")
+    return corpus if corpus and corpus in (config.get("translate") or {}).get("corpora", []) else None
+
+
+def cluster_corpus(config: dict[str, Any]) -> str | None:
+    """The translated corpus the language map is built from (embed.input.translated), if any."""
+    return ((config.get("embed") or {}).get("input") or {}).get("translated")
+
+
+def _reads_corpus(config: dict[str, Any], s: EvalSet, corpus: str | None) -> bool:
+    """True when the set reads that corpus or one of the sources it is built from."""
+    if corpus is None:
+        return False
+    if s.kind in ("corpus", "codeswitch"):
+        return s.spec.get("corpus") == corpus
+    return bool(set(s.spec.get("sources", [])) & set(config["data"]["corpora"].get(corpus, [])))
+
+
+def in_distribution(config: dict[str, Any], s: EvalSet) -> bool:
+    """`in_distribution` as configured; by default true when the set reads the training corpus or
+    one of its sources (its test split is in-distribution for our models and not for baselines)."""
+    value = s.spec.get("in_distribution")
+    return bool(value) if value is not None else _reads_corpus(config, s, training_corpus(config))
+
+
+def checked_languages(s: EvalSet, source_lang: str) -> list[str]:
+    """Languages a set's rows are checked in: its own, plus the source language for translated
+    sets (their src_text); both sides of a code-switched pair."""
+    if s.kind == "codeswitch":
+        return s.lang.split("-", 1)
+    return [s.lang] + ([source_lang] if s.kind == "corpus" and s.lang != source_lang else [])
+
+
+def contamination_spec(config: dict[str, Any], s: EvalSet, translated: list[str]) -> dict[str, Any]:
+    """What build_set needs to decontaminate a set: the training shards per checked language (and
+    the clustering corpus's when the set reads it too), the settings, the in_distribution flag."""
+    section = (config.get("evaluate") or {}).get("decontamination") or {}
+    source_lang = (config.get("translate") or {}).get("source_lang", "en")
+    out: dict[str, Any] = {"in_distribution": in_distribution(config, s), "source_lang": source_lang,
+                           "training": {}, "cluster": {}}
+    if not section.get("enabled", True):
+        return out
+    langs = [c for c in checked_languages(s, source_lang) if c in translated]
+    train = training_corpus(config)
+    if train:
+        out["training"] = {c: shard_path(config, train, c) for c in langs}
+    cluster = cluster_corpus(config)
+    if cluster and cluster != train and _reads_corpus(config, s, cluster):
+        out["cluster"] = {c: shard_path(config, cluster, c) for c in langs}
+    out["settings"] = {k: section[k] for k in ("threshold", "ngram", "num_perm") if k in section}
+    return out
 
 
 def benchmark_registry(config: dict[str, Any]) -> dict[str, Any]:
@@ -207,7 +261,7 @@ def check_evaluate(config: dict[str, Any], table: dict[str, Language], origin: s
         else:
             langs = eval_langs = [s.lang for s in eval_sets(_only(config, "benchmarks", name), registry, table)]
             if not eval_langs:
-                raise err(f"{where}: no languages to evaluate (corpus {spec['corpus']!r} has no translated grouped language)")
+                raise err(f"{where}: no languages to evaluate (corpus {spec['corpus']!r} has no translated language)")
             check_corpus(where, spec["corpus"], langs)
     for name, spec in section.get("codeswitch", {}).items():
         where = f"evaluate.codeswitch.{name}"

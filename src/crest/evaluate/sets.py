@@ -105,32 +105,60 @@ def _label_counts(df: pd.DataFrame) -> dict[str, int]:
     return {"n": int(len(df)), "n_unsafe": int((df["label"] == 1).sum()), "n_safe": int((df["label"] == 0).sum())}
 
 
-def _shard_random(path: str | Path) -> bool:
+def _shard_info(path: str | Path) -> dict[str, Any]:
+    """What the translation stage says about a shard: its QC json overlaid by its parquet metadata."""
     from crest.translate.shard import shard_metadata
 
-    meta = shard_metadata(path)
-    if "translator_is_random" in meta:
-        return bool(meta["translator_is_random"])
     qc = Path(path).with_name(Path(path).name.removesuffix(".parquet") + ".qc.json")
-    if qc.is_file():
-        return bool(json.loads(qc.read_text(encoding="utf-8")).get("translator_is_random", False))
-    return False
+    info = json.loads(qc.read_text(encoding="utf-8")) if qc.is_file() else {}
+    return {**info, **shard_metadata(path)}
+
+
+def _shard_random(path: str | Path) -> bool:
+    return bool(_shard_info(path).get("translator_is_random", False))
 
 
 def _shard_model(path: str | Path) -> str | None:
-    from crest.translate.shard import shard_metadata
+    return _shard_info(path).get("model")
 
-    return shard_metadata(path).get("model")
+
+def _translation(meta: dict[str, Any], path: str | Path) -> None:
+    """Record how a translated shard was made (contract 1): backend, pivot route, gloss rate."""
+    info = _shard_info(path)
+    meta["translation_backend"] = info.get("backend")
+    for key in ("route", "gloss_rate"):
+        if info.get(key) is not None:
+            meta[f"translation_{key}"] = info[key]
 
 
 # -- building one set ------------------------------------------------------------------------------
+def _decontaminate(df: pd.DataFrame, kind: str, lang: str, contamination: dict[str, Any] | None,
+                   meta: dict[str, Any]) -> pd.DataFrame:
+    """Drop rows repeating a training row (crest.evaluate.contamination); counts into meta."""
+    if not contamination or df.empty:
+        return df
+    from crest.evaluate.contamination import Settings, check_set
+
+    kept, counts = check_set(df, kind=kind, lang=lang, training=contamination.get("training") or {},
+                             cluster=contamination.get("cluster") or {},
+                             settings=Settings.from_spec(contamination.get("settings")),
+                             source_lang=contamination.get("source_lang", "en"))
+    meta["contamination"] = counts
+    return kept
+
+
 def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[str, Any], inputs: Sequence[str],
-              out: str | Path, scripts: dict[str, str] | None = None) -> dict[str, Any]:
+              out: str | Path, scripts: dict[str, str] | None = None,
+              contamination: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the set parquet and its json; return the json. `scripts` maps language codes to
-    ISO 15924 scripts (code-switched sets join spans by script)."""
+    ISO 15924 scripts (code-switched sets join spans by script). `contamination`: {training:
+    {lang: parquet}, cluster: {lang: parquet}, settings, in_distribution, source_lang}; rows that
+    repeat a training row are dropped before `max_rows` sampling (crest.evaluate.contamination)."""
+    contamination = contamination or {}
     meta: dict[str, Any] = {"benchmark": benchmark, "lang": lang, "kind": kind, "group": group,
                             "title": spec.get("title", benchmark), "split": spec.get("split"),
-                            "inputs": list(map(str, inputs)), "translator_is_random": False, "filters": []}
+                            "inputs": list(map(str, inputs)), "translator_is_random": False, "filters": [],
+                            "in_distribution": bool(contamination.get("in_distribution", False))}
     df, status, reason = pd.DataFrame(columns=SET_COLUMNS), OK, None
     if kind == "sources":
         frames = []
@@ -153,6 +181,7 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
         df = pd.read_parquet(path)
         meta["translator_is_random"] = _shard_random(path)
         meta["translator"] = _shard_model(path)
+        _translation(meta, path)
         df, notes = _filter(df, spec.get("split"), spec.get("filter_sources"))
         meta["filters"] += notes
     elif kind == "codeswitch":
@@ -164,7 +193,11 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
         embedded = pd.read_parquet(embedded_path)
         meta["filters"] += notes
         meta["translator_is_random"] = _shard_random(matrix_path) or _shard_random(embedded_path)
-        matrix = sample_rows(matrix[matrix["id"].isin(embedded["id"])], spec.get("max_rows"), spec.get("seed", 13))
+        _translation(meta, embedded_path)  # the matrix side is usually the source language, untranslated
+        matrix = matrix[matrix["id"].isin(embedded["id"])]
+        pairs = matrix.assign(matrix_text=matrix["text"], embedded_text=matrix["id"].map(embedded.set_index("id")["text"]))
+        matrix = _decontaminate(pairs, kind, lang, contamination, meta).drop(columns=["matrix_text", "embedded_text"])
+        matrix = sample_rows(matrix, spec.get("max_rows"), spec.get("seed", 13))
         scripts = scripts or {}
         df = code_switch_frame(matrix, embedded, ratio=spec["ratio"], seed=spec.get("seed", 13),
                                matrix_lang=matrix_lang, embedded_lang=embedded_lang,
@@ -175,12 +208,15 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
     else:
         raise ValueError(f"unknown evaluation set kind {kind!r}")
     if status == OK and kind != "codeswitch":
+        df = _decontaminate(df, kind, lang, contamination, meta)
         before = len(df)
         df = sample_rows(df, spec.get("max_rows"), spec.get("seed", 13))
         if len(df) < before:
             meta["sampled_from"] = before
     if status == OK and df.empty:
         status, reason = MISSING, f"no rows left after filtering ({'; '.join(meta['filters']) or 'no filter'})"
+        if meta.get("contamination", {}).get("rows_before"):
+            reason += f"; decontamination dropped all {meta['contamination']['rows_before']} rows"
     columns = SET_COLUMNS + [c for c in df.columns if c not in SET_COLUMNS and c != "origin"]
     df = df.reindex(columns=columns).reset_index(drop=True)
     if not df.empty:

@@ -12,7 +12,8 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from crest.evaluate.plan import EvalSet, benchmark_registry, eval_sets, optional_sources, paper_dir
+from crest.evaluate.plan import (EvalSet, benchmark_registry, contamination_spec, eval_sets, optional_sources,
+                                 paper_dir, translated_languages)
 from crest.languages import load_languages
 from crest.paths import resolve
 
@@ -36,6 +37,8 @@ class EvalPlan:
         table = load_languages(resolve(config["languages"]["table"]))
         self.sets: list[EvalSet] = eval_sets(config, benchmark_registry(config), table)
         self.by_key = {s.key: s for s in self.sets}
+        translated = translated_languages(config, table)
+        self.contamination = {s.key: contamination_spec(config, s, translated) for s in self.sets}
         self.benchmarks = list(dict.fromkeys(s.benchmark for s in self.sets))
         self.optional = optional_sources(config)
         self.groups = config["languages"]["groups"]
@@ -76,7 +79,10 @@ class EvalPlan:
         """A set's input files and the stats / QC json beside each (their status is read)."""
         s = self.by_key[f"{benchmark}/{lang}"]
         suffix = ".stats.json" if s.kind == "sources" else ".qc.json"
-        return list(s.inputs) + [p.removesuffix(".parquet") + suffix for p in s.inputs]
+        spec = self.contamination[s.key]
+        checked = [p for part in ("training", "cluster") for p in spec[part].values()]
+        files = list(s.inputs) + [p.removesuffix(".parquet") + suffix for p in s.inputs] + checked
+        return list(dict.fromkeys(files))
 
     def _cluster_files(self) -> dict[str, str]:
         """clusters.tsv and the language map of the clustering stage, when it runs in this config."""
@@ -144,7 +150,8 @@ class EvalPlan:
         """Targets of `rule all` (none when no benchmark is configured)."""
         if not self.sets:
             return []
-        out = [f"{self.dir}/metrics.csv", f"{self.paper}/tables/index.html", f"{self.paper}/qc/index.html"]
+        out = [f"{self.dir}/metrics.csv", f"{self.dir}/contamination.tsv", f"{self.paper}/tables/index.html",
+               f"{self.paper}/qc/index.html"]
         out += [f"{self.dir}/predictions.parquet", f"{self.dir}/roles.tsv", f"{self.dir}/significance.tsv"]
         out += [f"{self.paper}/tables/{t}.{ext}" for t in self.table_ids() for ext in ("csv", "md", "tex")]
         out += [f"{self.paper}/figures/{f}.{ext}" for f in self.figures for ext in ("png", "pdf")]
