@@ -22,39 +22,34 @@ from pathlib import Path
 # ---------------------------------------------------------------------------
 # Resource tiers
 #
-# A language's tier is a pure function of its CC-100 size in GiB (the
-# `cc100_gib` column, XLM-R paper Table 6), with half-open intervals:
+# A language's tier is a pure function of its CC-100 size in *English-equivalent*
+# GiB: the `cc100_gib` column (XLM-R paper Table 6, UTF-8 bytes) divided by the
+# language's `byte_premium` (UTF-8 bytes its translation of a text takes relative
+# to English; FLORES-200, Arnett et al. 2024), with half-open intervals:
 #
-#     high :           cc100_gib >= 20.0 GiB
-#     mid  : 5.0 GiB <= cc100_gib <  20.0 GiB
-#     low  :           cc100_gib <   5.0 GiB
+#     high :           content >= 20.0 GiB
+#     mid  : 5.0 GiB <= content <  20.0 GiB
+#     low  :           content <   5.0 GiB
 #
-# This gives 31 high, 18 mid and 51 low languages. The thresholds were chosen
-# so that the CREST paper's groups land where the paper puts them, while the
-# tiers stay strictly size based:
-#   - unseen high-resource (fr, it, de, pt, es): all high (it, 30.2 GiB, is the
-#     smallest, so the high threshold must stay <= 30.2);
-#   - training (es en de ru cs fi hi ta zh vi ar sw tl): 9 high, cs and ta mid,
-#     sw (1.6) and tl (3.1) low, matching the paper's "low-resource anchors";
-#     hi (20.2 GiB) sits just above the high threshold;
-#   - OOD low-resource (gl is af sl si th mr ps jv ha ka): 8 low, sl (10.3) and
-#     ka (9.1) mid, th high: Thai is 71.7 GiB because its script takes 3 bytes
-#     per character in UTF-8 (1,834M tokens), the same effect as Japanese.
-# Sizes are bytes, so non-Latin scripts look larger than their token counts.
+# Bytes alone rank scripts of 2-3 bytes per character too high (Thai 71.7 GiB was
+# 9th; as English-equivalent text it is 26.2 GiB, 23rd, next to Italian); the
+# token column cannot rank Chinese, Japanese or Thai (its tokens are whitespace
+# segments). 28 high, 13 mid, 59 low; docs/languages.md has the checks.
 # ---------------------------------------------------------------------------
 HIGH_MIN_GIB: float = 20.0
-"""Smallest CC-100 size (GiB) of a `high` tier language."""
+"""Smallest English-equivalent CC-100 size (GiB) of a `high` tier language."""
 MID_MIN_GIB: float = 5.0
-"""Smallest CC-100 size (GiB) of a `mid` tier language; below it is `low`."""
+"""Smallest English-equivalent CC-100 size (GiB) of a `mid` tier language; below it is `low`."""
 TIER_THRESHOLDS: dict[str, float] = {"high": HIGH_MIN_GIB, "mid": MID_MIN_GIB, "low": 0.0}
-"""Tier -> inclusive lower bound in GiB, from the highest tier down."""
+"""Tier -> inclusive lower bound in English-equivalent GiB, from the highest tier down."""
 TIERS: tuple[str, ...] = tuple(TIER_THRESHOLDS)
 
 MIXED: str = "mul"
 """Reserved code (ISO 639-2 "multiple languages") for code-switched rows: valid as a data row's
 language, never a translation target or a group member."""
 
-COLUMNS: tuple[str, ...] = ("code", "nllb", "name", "script", "cc100_gib", "tier", "note")
+COLUMNS: tuple[str, ...] = ("code", "nllb", "name", "script", "cc100_gib", "cc100_tokens_m", "byte_premium", "tier",
+                            "note")
 """The columns of `config/languages.tsv`, in order."""
 
 CODE_RE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]+)?$")
@@ -74,14 +69,24 @@ class Language:
     script: str
     """ISO 15924 script code (`Latn`, `Cyrl`, `Hans`, ...)."""
     cc100_gib: float
-    """CC-100 size in GiB as in XLM-R (Conneau et al., 2020) Table 6."""
+    """CC-100 size in GiB (UTF-8 bytes) as in XLM-R (Conneau et al., 2020) Table 6."""
+    cc100_tokens_m: float
+    """CC-100 tokens in millions, XLM-R Table 6 (whitespace segments: meaningless for zh, ja, th)."""
+    byte_premium: float
+    """UTF-8 bytes of a text in this language relative to the same text in English (FLORES-200)."""
     tier: str
-    """`high` / `mid` / `low`, always equal to `tier_for(cc100_gib)`."""
+    """`high` / `mid` / `low`, always equal to `tier_for(content_gib)`."""
     note: str
+
+    @property
+    def content_gib(self) -> float:
+        """CC-100 size as GiB of English-equivalent text: cc100_gib / byte_premium (what tiers use)."""
+        return self.cc100_gib / self.byte_premium
 
 
 def tier_for(gib: float) -> str:
-    """Return the resource tier (`high`/`mid`/`low`) of a CC-100 size in GiB."""
+    """Return the resource tier (`high`/`mid`/`low`) of an English-equivalent CC-100 size in GiB
+    (`Language.content_gib`)."""
     if isinstance(gib, bool) or not isinstance(gib, (int, float)):
         raise TypeError(f"tier_for expects a number of GiB, got {gib!r}")
     if math.isnan(gib) or gib < 0:
@@ -161,26 +166,35 @@ def load_languages(path: Path | str | None = None) -> dict[str, Language]:
         if not SCRIPT_RE.match(script):
             raise _error(path, lineno, "script", f"bad script {script!r}; expected a 4-letter ISO 15924 code like 'Latn'")
 
-        raw_gib = row["cc100_gib"].strip()
-        try:
-            gib = float(raw_gib)
-        except ValueError:
-            raise _error(path, lineno, "cc100_gib", f"not a number: {raw_gib!r}") from None
-        if not math.isfinite(gib) or gib < 0:
-            raise _error(path, lineno, "cc100_gib", f"expected a finite non-negative size in GiB, got {raw_gib!r}")
+        gib = _number(row, "cc100_gib", path, lineno, "a finite non-negative size in GiB")
+        tokens = _number(row, "cc100_tokens_m", path, lineno, "a finite non-negative token count (millions)")
+        premium = _number(row, "byte_premium", path, lineno, "a positive byte premium (bytes relative to English)")
+        if premium <= 0:
+            raise _error(path, lineno, "byte_premium", f"expected a positive byte premium, got {premium:g}")
 
         tier = row["tier"].strip()
-        expected = tier_for(gib)
+        expected = tier_for(gib / premium)
         if tier != expected:
             raise _error(
                 path, lineno, "tier",
-                f"tier {tier!r} disagrees with cc100_gib={gib:g}: expected {expected!r} "
-                f"(high >= {HIGH_MIN_GIB:g} GiB, mid >= {MID_MIN_GIB:g} GiB, else low)",
+                f"tier {tier!r} disagrees with cc100_gib={gib:g} / byte_premium={premium:g} = {gib / premium:.1f} "
+                f"English-equivalent GiB: expected {expected!r} (high >= {HIGH_MIN_GIB:g}, mid >= {MID_MIN_GIB:g}, else low)",
             )
 
         first_seen[code] = lineno
-        table[code] = Language(code, nllb, name, script, gib, tier, row["note"].strip())
+        table[code] = Language(code, nllb, name, script, gib, tokens, premium, tier, row["note"].strip())
     return table
+
+
+def _number(row: Mapping[str, str], column: str, path: Path, lineno: int, what: str) -> float:
+    raw = row[column].strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _error(path, lineno, column, f"not a number: {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise _error(path, lineno, column, f"expected {what}, got {raw!r}")
+    return value
 
 
 def check_codes(codes: Iterable[str], table: Mapping[str, Language], where: str,
