@@ -6,18 +6,34 @@
 #   anchors:         {method}/anchors.tsv, anchors.json, agreement.md
 #   cluster_figures: {method}/figures/{map_pca,map_umap,dendrogram}.{png,pdf}
 #   k_curve_figure:  {method}/figures/k_curve.{png,pdf} (kmeans, ward)
+#   typology_map:    typology/ (cluster.typology): URIEL vectors of the same languages, the primary
+#                    method's k; then anchors as for a method (anchors rule, method=typology)
+#   typology_figures: typology/figures/{map_pca,dendrogram,embedding_map}.{png,pdf}
+#   map_agreement:   agreement.md/.json: embedding vs typology map (ARI, NMI, anchors), computed vs fixed
 import json
 import os
 import shlex
 
-from crest.cluster.config import anchor_candidates, cluster_methods, cluster_targets, fixed_anchor_list, map_figures
+from crest.cluster.config import (
+    TYPOLOGY,
+    TYPOLOGY_FIGURES,
+    anchor_candidates,
+    cluster_methods,
+    cluster_targets,
+    fixed_anchor_list,
+    map_figures,
+    typology_enabled,
+)
 from crest.languages import load_languages
 from crest.paths import resolve
 
 CLUSTER = config["cluster"]
 CL_DIR = f"{RUN}/clusters"
 CL_METHODS = cluster_methods(config)
-CL_OPTS = shlex.quote(json.dumps({k: v for k, v in CLUSTER.items() if k != "anchors"}, sort_keys=True))
+CL_OPTS = shlex.quote(json.dumps({k: v for k, v in CLUSTER.items() if k not in ("anchors", "typology")}, sort_keys=True))
+TY_ON = typology_enabled(config)
+TY_OPTS = shlex.quote(json.dumps({k: v for k, v in CLUSTER.items() if k != "anchors"}, sort_keys=True))
+TY_DIR = f"{CL_DIR}/{TYPOLOGY}"
 if EMBED_ON:
     CL_FIXED, CL_FIXED_NAME = fixed_anchor_list(config)
     CL_CANDIDATES = anchor_candidates(config, load_languages(resolve(config["languages"]["table"])))
@@ -76,6 +92,8 @@ if EMBED_ON:
     rule anchors:
         input:
             f"{CL_DIR}/{{method}}/clusters.tsv",
+        wildcard_constraints:
+            method="|".join(CL_METHODS + ([TYPOLOGY] if TY_ON else [])),
         output:
             anchors=f"{CL_DIR}/{{method}}/anchors.tsv",
             report=f"{CL_DIR}/{{method}}/anchors.json",
@@ -141,3 +159,82 @@ if EMBED_ON:
             "../../envs/crest.yaml"
         shell:
             "crest cluster figures --what k_curve --method-dir {params.out} --label {params.label} > {log} 2>&1"
+
+
+if EMBED_ON and TY_ON:
+
+    rule typology_map:
+        input:
+            means=EMB_MEANS,
+            reference=f"{CL_DIR}/{CL_METHODS[0]}/cluster.json",
+        output:
+            clusters=f"{TY_DIR}/clusters.tsv",
+            summary=f"{TY_DIR}/cluster.json",
+            vectors=f"{TY_DIR}/vectors.parquet",
+            sets=f"{TY_DIR}/feature_sets.tsv",
+            coverage=f"{TY_DIR}/coverage.tsv",
+            report=f"{TY_DIR}/typology.json",
+        params:
+            reference=lambda wc, input: os.path.dirname(input.reference),
+            out=TY_DIR,
+            opts=TY_OPTS,
+        log:
+            f"{RUN}/logs/cluster/typology.log",
+        resources:
+            mem_mb=4000,
+            runtime=15,
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest cluster typology --means {input.means} --reference-dir {params.reference} --out-dir {params.out}"
+            " --options {params.opts} > {log} 2>&1"
+
+    rule typology_figures:
+        input:
+            clusters=f"{TY_DIR}/clusters.tsv",
+            summary=f"{TY_DIR}/cluster.json",
+            vectors=f"{TY_DIR}/vectors.parquet",
+            anchors=f"{TY_DIR}/anchors.tsv",
+            coords=f"{CL_DIR}/map.parquet",
+        output:
+            [f"{TY_DIR}/figures/{name}.{ext}" for name in TYPOLOGY_FIGURES for ext in ("png", "pdf")],
+            coords=f"{TY_DIR}/map.parquet",
+        params:
+            out=TY_DIR,
+            opts=CL_OPTS,
+            label=CL_LABEL,
+        log:
+            f"{RUN}/logs/cluster/typology_figures.log",
+        resources:
+            mem_mb=2000,
+            runtime=10,
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest cluster figures --what typology --method-dir {params.out} --map {input.coords}"
+            " --options {params.opts} --label {params.label} > {log} 2>&1"
+
+    rule map_agreement:
+        input:
+            clusters=f"{CL_DIR}/{CL_METHODS[0]}/clusters.tsv",
+            anchors=f"{CL_DIR}/{CL_METHODS[0]}/anchors.tsv",
+            report=f"{CL_DIR}/{CL_METHODS[0]}/anchors.json",
+            sets=f"{TY_DIR}/feature_sets.tsv",
+            typology=f"{TY_DIR}/typology.json",
+            typology_anchors=f"{TY_DIR}/anchors.tsv",
+        output:
+            md=f"{CL_DIR}/agreement.md",
+            json=f"{CL_DIR}/agreement.json",
+        params:
+            reference=lambda wc, input: os.path.dirname(input.clusters),
+            out=TY_DIR,
+        log:
+            f"{RUN}/logs/cluster/agreement.log",
+        resources:
+            mem_mb=1000,
+            runtime=5,
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest cluster agreement --reference-dir {params.reference} --typology-dir {params.out}"
+            " --out {output.md} > {log} 2>&1"

@@ -215,19 +215,21 @@ def agreement(clusters: pd.DataFrame, computed: Sequence[str], reference: Sequen
     }
 
 
-def agreement_markdown(report: dict[str, Any]) -> str:
+def agreement_markdown(report: dict[str, Any], title: str | None = None, level: int = 1,
+                       computed_name: str = "computed") -> str:
+    """An `agreement` report as Markdown: the summary lines and the per-cluster table."""
     name = report["reference"]
-    lines = [f"# Anchors: computed vs {name}", "",
+    lines = [f"{'#' * level} {title or f'Anchors: {computed_name} vs {name}'}", "",
              f"- shared: {', '.join(report['shared']) or 'none'} ({len(report['shared'])} of "
-             f"{len(report['computed_anchors'])} computed, {len(report['reference_anchors'])} {name})",
-             f"- only computed: {', '.join(report['only_computed']) or 'none'}",
+             f"{len(report['computed_anchors'])} {computed_name}, {len(report['reference_anchors'])} {name})",
+             f"- only {computed_name}: {', '.join(report['only_computed']) or 'none'}",
              f"- only {name}: {', '.join(report['only_reference']) or 'none'}",
              f"- Jaccard: {report['jaccard']}",
-             f"- clusters covered: computed {report['clusters_covered_by_computed']}/{report['clusters']}, "
+             f"- clusters covered: {computed_name} {report['clusters_covered_by_computed']}/{report['clusters']}, "
              f"{name} {report['clusters_covered_by_reference']}/{report['clusters']}"]
     if report["reference_not_clustered"]:
         lines.append(f"- {name} anchors absent from the clustering: {', '.join(report['reference_not_clustered'])}")
-    lines += ["", f"| cluster | languages | computed | {name} |", "| --- | --- | --- | --- |"]
+    lines += ["", f"| cluster | languages | {computed_name} | {name} |", "| --- | --- | --- | --- |"]
     for row in report["per_cluster"]:
         lines.append(f"| {row['cluster']} | {row['languages']} | {' '.join(row['computed']) or '-'} | "
                      f"{' '.join(row[name]) or '-'} |")

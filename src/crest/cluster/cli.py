@@ -29,10 +29,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--options", default="{}", help="JSON of the cluster config section")
     p.set_defaults(func=_map)
+    p = sub_c.add_parser("typology", help="the typology map (URIEL) of the embedding map's languages, same k")
+    p.add_argument("--means", required=True, type=Path, help="language_means.parquet (its languages)")
+    p.add_argument("--reference-dir", required=True, type=Path, help="the embedding map's clusters/{method}")
+    p.add_argument("--out-dir", required=True, type=Path)
+    p.add_argument("--options", default="{}", help="JSON of the cluster config section (typology key included)")
+    p.set_defaults(func=_typology)
+    p = sub_c.add_parser("agreement", help="clusters/agreement.md: embedding map vs typology map (ARI, NMI, anchors)")
+    p.add_argument("--reference-dir", required=True, type=Path, help="the embedding map's clusters/{method}")
+    p.add_argument("--typology-dir", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="agreement.md (agreement.json beside it)")
+    p.set_defaults(func=_agreement)
     p = sub_c.add_parser("figures", help="language maps and dendrogram, or the k curve, of one method")
-    p.add_argument("--what", choices=["maps", "k_curve"], default="maps")
+    p.add_argument("--what", choices=["maps", "k_curve", "typology"], default="maps")
     p.add_argument("--method-dir", required=True, type=Path)
-    p.add_argument("--map", type=Path, help="map.parquet (maps)")
+    p.add_argument("--map", type=Path, help="map.parquet (maps; typology: the embedding map's)")
     p.add_argument("--means", type=Path, help="language_means.parquet (maps)")
     p.add_argument("--options", default="{}", help="JSON of the cluster config section")
     p.add_argument("--label", default="")
@@ -71,6 +82,23 @@ def _anchors(args: argparse.Namespace) -> None:
     print(json.dumps({"anchors": out["anchors"], "uncovered": out["uncovered"]}))
 
 
+def _typology(args: argparse.Namespace) -> None:
+    from crest.cluster.typology import build_typology_map
+
+    section = json.loads(args.options)
+    t = section.get("typology", {})
+    kwargs = {k: t[k] for k in ("feature_sets", "knn_neighbors", "method") if k in t}
+    report = build_typology_map(args.means, args.reference_dir, args.out_dir, options_from_config(section), **kwargs)
+    print(json.dumps({k: report[k] for k in ("method", "k", "languages", "lacking", "features")}))
+
+
+def _agreement(args: argparse.Namespace) -> None:
+    from crest.cluster.agreement import write_agreement
+
+    report = write_agreement(args.reference_dir, args.typology_dir, args.out)
+    print(json.dumps({"partitions": report["partitions"], "anchors_jaccard": report["anchors"]["jaccard"]}))
+
+
 def _map(args: argparse.Namespace) -> None:
     from crest.cluster.run import language_map
 
@@ -85,13 +113,19 @@ def _map(args: argparse.Namespace) -> None:
 def _figures(args: argparse.Namespace) -> None:
     from crest.cluster.figures import draw_k_curve, draw_maps
 
+    o = json.loads(args.options)
+    style = {"center": o.get("center", True), "normalize": o.get("normalize", "l2"), "pca": o.get("pca"),
+             "seed": o.get("seed", 13)}
     if args.what == "k_curve":
         paths = draw_k_curve(args.method_dir, label=args.label)
+    elif args.what == "typology":
+        from crest.cluster.figures import draw_typology
+
+        if not args.map:
+            raise ValueError("crest cluster figures --what typology needs --map (the embedding map's map.parquet)")
+        paths = draw_typology(args.method_dir, args.map, label=args.label, **style)
     else:
         if not args.map or not args.means:
             raise ValueError("crest cluster figures --what maps needs --map and --means")
-        o = json.loads(args.options)
-        paths = draw_maps(args.method_dir, args.map, args.means, layer=o.get("layer"), center=o.get("center", True),
-                          normalize=o.get("normalize", "l2"), pca=o.get("pca"), seed=o.get("seed", 13),
-                          label=args.label)
+        paths = draw_maps(args.method_dir, args.map, args.means, layer=o.get("layer"), label=args.label, **style)
     print("\n".join(map(str, paths)))

@@ -25,13 +25,13 @@ def cluster_methods(config: dict[str, Any]) -> list[str]:
 
 
 def typology_enabled(config: dict[str, Any]) -> bool:
-    return embed_enabled(config) and bool(config["cluster"]["typology"]["enabled"])
+    return embed_enabled(config) and bool(config.get("cluster", {}).get("typology", {}).get("enabled", True))
 
 
 def anchor_sources(config: dict[str, Any]) -> list[str]:
     """Where anchors come from: cluster.methods (the first is the primary one), then the typology
     map when it is on. The names of `languages: {anchors: NAME}` and of clusters/NAME/anchors.tsv."""
-    return cluster_methods(config) + ([TYPOLOGY] if typology_enabled(config) else [])
+    return list(config.get("cluster", {}).get("methods", [])) + ([TYPOLOGY] if typology_enabled(config) else [])
 
 
 def typology_targets(run_dir: str | Path) -> list[str]:

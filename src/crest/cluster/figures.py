@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -303,3 +304,29 @@ def draw_k_curve(method_dir: str | Path, label: str = "") -> list[Path]:
     return k_curve_figure(scores, summary["k"], method_dir / "figures" / "k_curve",
                           f"{label}{summary['method']}: choosing k ({summary['k_select']})",
                           summary.get("k_by_criterion"))
+
+
+def draw_typology(typology_dir: str | Path, embedding_map: str | Path, *, center: bool = True,
+                  normalize: str = "l2", pca: int | None = None, seed: int = 13, label: str = "") -> list[Path]:
+    """The typology map's own map_pca and dendrogram (its PCA in typology/map.parquet), and
+    `embedding_map`: the embedding map's layout (UMAP when drawn, else PCA) coloured by typology
+    cluster, typology anchors starred: where the two maps disagree, colours mix within an island."""
+    from crest.cluster.run import language_map
+
+    typology_dir = Path(typology_dir)
+    vectors = typology_dir / "vectors.parquet"
+    language_map(vectors, typology_dir / "map.parquet", center=center, normalize=normalize, pca=pca, seed=seed,
+                 umap=False)
+    paths = draw_maps(typology_dir, typology_dir / "map.parquet", vectors, center=center, normalize=normalize,
+                      pca=pca, seed=seed, label="URIEL typology: ")
+    clusters = pd.read_csv(typology_dir / "clusters.tsv", sep="\t", keep_default_na=False, dtype={"language": str})
+    clusters["cluster"] = clusters["cluster"].astype(int)
+    anchors = pd.read_csv(typology_dir / "anchors.tsv", sep="\t", keep_default_na=False,
+                          dtype={"language": str})["language"].tolist()
+    coords = pd.read_parquet(embedding_map)
+    kind = "umap" if "umap1" in coords.columns else "pca"
+    meta = json.loads(Path(embedding_map).with_suffix(".json").read_text(encoding="utf-8"))
+    paths += language_map_figure(coords, clusters, anchors, kind, typology_dir / "figures" / "embedding_map",
+                                 f"{label}embedding map ({kind.upper()}), colour: typology cluster",
+                                 meta.get("pca_explained_variance"))
+    return paths

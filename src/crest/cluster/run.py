@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from crest.cluster.core import (
     CRITERIA,
     K_METHODS,
     HdbscanOptions,
+    Stability,
     bootstrap_stability,
     centroid_distances,
     fit_labels,
@@ -62,13 +63,36 @@ def write_tsv(df: pd.DataFrame, path: str | Path) -> None:
 
 def cluster_means(means_path: str | Path, out_dir: str | Path, method: str, opts: ClusterOptions,
                   table_path: str | Path | None = None) -> dict[str, Any]:
-    """Cluster the language means with one method; write clusters.tsv and the reports."""
-    out_dir = Path(out_dir)
+    """Cluster the language means with one method; write clusters.tsv and the reports. Bootstrap
+    stability resamples each language's texts (the same parallel items in every language)."""
     langs, means, layer = read_language_means(means_path, opts.layer)
+    emb_dir = Path(means_path).parent
+
+    def bootstrap(labels: np.ndarray, transform, fit) -> Stability:
+        rows = read_rows(emb_dir)
+        texts = read_text_embeddings(emb_dir, langs, layer)
+        keys = {lang: rows.loc[rows["lang"] == lang, "key"].to_numpy() for lang in langs}
+        shared = len(set.intersection(*(set(v) for v in keys.values()))) if keys else 0
+        return bootstrap_stability(texts, langs, labels, transform, fit, opts.bootstrap, opts.seed,
+                                   keys=keys if shared else None)
+
+    return cluster_vectors(langs, means, out_dir, method, opts, source=str(means_path), layer=layer,
+                           table_path=table_path, bootstrap=bootstrap)
+
+
+def cluster_vectors(langs: Sequence[str], vectors: np.ndarray, out_dir: str | Path, method: str,
+                    opts: ClusterOptions, *, source: str, layer: int | None = None,
+                    table_path: str | Path | None = None,
+                    bootstrap: Callable[..., Stability] | None = None) -> dict[str, Any]:
+    """Cluster one vector per language (embedding means, typology vectors) and write clusters.tsv,
+    k_selection.tsv, stability.json and cluster.json. `bootstrap(labels, transform, fit)` gives the
+    resampling stability where the vectors have samples behind them."""
+    out_dir = Path(out_dir)
+    langs = list(langs)
     n = len(langs)
     if n < 3:
-        raise ValueError(f"cluster: {n} language(s) in {means_path}; clustering needs at least 3")
-    X = preprocess(means, opts.center, opts.normalize, opts.pca, opts.seed)
+        raise ValueError(f"cluster: {n} language(s) in {source}; clustering needs at least 3")
+    X = preprocess(vectors, opts.center, opts.normalize, opts.pca, opts.seed)
 
     scores, best, k = None, {}, None
     if method in K_METHODS:
@@ -83,16 +107,9 @@ def cluster_means(means_path: str | Path, out_dir: str | Path, method: str, opts
     labels, noise = fit_labels(X, method, k=k, seed=opts.seed, n_init=opts.n_init, hdbscan=opts.hdbscan)
     k_found = int(len(np.unique(labels)))
 
-    emb_dir = Path(means_path).parent
     boot = None
-    if opts.bootstrap:
-        rows = read_rows(emb_dir)
-        texts = read_text_embeddings(emb_dir, langs, layer)
-        keys = {lang: rows.loc[rows["lang"] == lang, "key"].to_numpy() for lang in langs}
-        shared = len(set.intersection(*(set(v) for v in keys.values()))) if keys else 0
-        boot = bootstrap_stability(texts, langs, labels,
-                                   lambda M: preprocess(M, opts.center, opts.normalize, opts.pca, opts.seed),
-                                   fit, opts.bootstrap, opts.seed, keys=keys if shared else None)
+    if opts.bootstrap and bootstrap is not None:
+        boot = bootstrap(labels, lambda M: preprocess(M, opts.center, opts.normalize, opts.pca, opts.seed), fit)
     seeds = None
     if opts.seeds and method == "kmeans":
         seeds = seed_stability(X, labels, fit, [opts.seed + 1 + i for i in range(opts.seeds)])
@@ -113,14 +130,14 @@ def cluster_means(means_path: str | Path, out_dir: str | Path, method: str, opts
     write_tsv(scores if scores is not None else pd.DataFrame(columns=["k", *CRITERIA, "smallest_cluster"]),
               out_dir / "k_selection.tsv")
     stability = {
-        "bootstrap": boot.summary() if boot else {"runs": 0},
+        "bootstrap": boot.summary() if boot else {"runs": 0, **({} if bootstrap else {"note": "no samples to resample"})},
         "seeds": seeds.summary() if seeds else {"runs": 0, "note": "deterministic method" if method != "kmeans"
                                                  else "skipped"},
     }
     write_json(stability, out_dir / "stability.json")
     sil = df["silhouette"].mean()
     summary = {
-        "method": method, "embeddings": str(means_path), "layer": layer, "languages": n, "k": k_found,
+        "method": method, "embeddings": source, "layer": layer, "languages": n, "k": k_found,
         "k_select": opts.k_select if method in K_METHODS else "hdbscan decides",
         "k_by_criterion": best, "k_range": list(opts.k_range) if method in K_METHODS else None,
         "noise_languages": [lang for lang, z in zip(langs, noise) if z],

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from crest.cluster.config import anchor_sources
 from crest.models import BUILT_ENCODERS, encoder_dir
 from crest.schema import ConfigError
 from crest.train.arms import (
@@ -38,7 +39,7 @@ def translated_languages(config: dict[str, Any], table: Mapping[str, Any]) -> li
 
 def arm_context(config: dict[str, Any], table: Mapping[str, Any]) -> ArmContext:
     return ArmContext(groups=config["languages"]["groups"], translated=translated_languages(config, table),
-                      table=table, methods=list(config.get("cluster", {}).get("methods", [])),
+                      table=table, methods=anchor_sources(config),
                       evaluation=frozenset(config_evaluation_languages(config, table)),
                       source=config.get("translate", {}).get("source_lang", "en"))
 
@@ -145,8 +146,8 @@ def model_dirs(run_dir: str, jobs: list[tuple[str, str, int]]) -> list[str]:
 
 def anchor_files(run_dir: str, config: dict[str, Any], arm: str) -> dict[str, str]:
     """anchors.tsv per cluster method the arm's languages hang on."""
-    methods = list(config.get("cluster", {}).get("methods", []))
-    return {m: f"{run_dir}/clusters/{m}/anchors.tsv" for m in anchor_methods(arm, config["train"]["arms"], methods)}
+    return {m: f"{run_dir}/clusters/{m}/anchors.tsv"
+            for m in anchor_methods(arm, config["train"]["arms"], anchor_sources(config))}
 
 
 def dataset_inputs(run_dir: str, config: dict[str, Any], ctx: ArmContext, wildcards) -> dict[str, list[str]]:
