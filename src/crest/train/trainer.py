@@ -91,11 +91,12 @@ class MetricsLog:
         self.path, self.enabled, self.wandb = path, enabled, wandb_run
 
     def truncate_after(self, step: int) -> None:
-        """Drop records of steps a resumed run will redo."""
+        """Drop records of steps a resumed run will redo; from step 0 that is all of them, the `start`
+        record included (it is written again)."""
         if not (self.enabled and self.path.is_file()):
             return
         lines = [ln for ln in self.path.read_text(encoding="utf-8").splitlines()
-                 if ln.strip() and json.loads(ln).get("step", 0) <= step]
+                 if ln.strip() and step > 0 and json.loads(ln).get("step", 0) <= step]
         self.path.write_text("".join(ln + "\n" for ln in lines), encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
