@@ -126,6 +126,16 @@ def _calibrate(args: argparse.Namespace) -> None:
     print(json.dumps(result))
 
 
+def _serve(args: argparse.Namespace) -> None:
+    from crest.guard.serve import Limits, serve
+
+    quiet_loading()
+    limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, batch_window_ms=args.batch_window_ms,
+                    max_batch_texts=args.max_batch_texts)
+    serve(args.model, host=args.host, port=args.port, device=args.device, threshold=args.threshold,
+          batch_size=args.batch_size, limits=limits, model_id=args.model_id)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="score texts with a trained guardrail; JSONL out")
     p.add_argument("--model", required=True, help="model directory (or hub id org/name); safetensors only")
@@ -138,6 +148,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="write here (atomically) instead of stdout")
     p.add_argument("input", nargs="?", default="-", help="file, or - for stdin (default)")
     p.set_defaults(func=_classify)
+
+    p = sub.add_parser("serve", help="serve a trained guardrail over HTTP (JSON, micro-batched)")
+    p.add_argument("--model", required=True, help="model directory (or hub id org/name); safetensors only")
+    p.add_argument("--host", default="127.0.0.1", help="default: loopback only")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threshold", type=float, default=None,
+                   help="in [0, 1]; default: the model's calibrated one, else 0.5")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    p.add_argument("--max-texts", type=int, default=64, help="texts per request (more: 413)")
+    p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (more: 413)")
+    p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
+    p.add_argument("--max-batch-texts", type=int, default=256, help="texts scored together at most")
+    p.add_argument("--model-id", help="the id answers name (default: --model as given)")
+    p.set_defaults(func=_serve)
 
     guard = sub.add_parser("guard", help="guardrail utilities").add_subparsers(dest="guard_command", required=True)
     p = guard.add_parser("calibrate", help="choose and store the threshold for a target recall or FPR")
