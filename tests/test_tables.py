@@ -190,7 +190,7 @@ def test_benchmark_missing_in_one_language_is_left_out_of_the_cell(tmp_path: Pat
     spec = TableSpec(id="g", title="G", filter={"group": "multilingual"}, rows={"by": "model"}, columns={"named": {"all": {}}})
     table = build_table(df, spec, ORDER, preds=preds)
     assert table.cells[0][0].value == pytest.approx(1.0)     # only benchmark a, in both languages
-    assert "left out to keep the comparison parallel: b (in 1 of 2 languages)" in to_markdown(table)
+    assert "left out: b (in 1 of 2 languages): a benchmark must be in every language of the cell" in to_markdown(table)
 
 
 def test_single_class_sets_recall_fpr_and_over_flagging(tmp_path: Path):
@@ -203,7 +203,7 @@ def test_single_class_sets_recall_fpr_and_over_flagging(tmp_path: Path):
     avg = build_table(df, TableSpec(id="e", title="E", filter={"group": "english"}, rows={"by": "model"},
                                     columns={"named": {"English": {}}}), order, preds=preds)
     assert avg.cells[0][0].value == pytest.approx(2 / 3)    # F1 of tox only: single-class sets left out, counted
-    assert "2 single-class set(s) (benign, hb): f1 needs both classes" in to_markdown(avg)
+    assert "left out: single-class sets of benign, hb (f1 needs both classes; see single_class)" in to_markdown(avg)
     per = build_table(df, TableSpec(id="p", title="P", filter={"group": "english"}, rows={"by": "title"},
                                     columns={"by": "model"}), order, preds=preds)
     assert to_csv(per).splitlines()[1:] == ["hb,100.0§", "tox,66.7", "benign,n/a"]

@@ -159,18 +159,40 @@ def usable_classes(value: str, classes: Sequence[str]) -> set[str]:
     return present
 
 
-def parallel_benchmarks(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Keep the benchmarks present (ok) in every language of `rows`; the others are returned as
-    'benchmark [langs it has]' for the note under the table."""
-    langs = set(rows["lang"])
-    per = rows.groupby("benchmark")["lang"].agg(lambda s: set(s))
-    keep = [b for b, ls in per.items() if ls == langs]
+Key = tuple  # (model, seed, benchmark, lang)
+
+
+def set_values(rows: pd.DataFrame, value: str, parallel: Parallel | None, calibrated: bool) -> dict[Key, float]:
+    """`value` of every (model, seed, benchmark, lang) set: on the parallel rows when predictions
+    are there, else the set's own metric over all its rows (metrics.csv). NaN where undefined."""
+    if parallel is not None:
+        c = parallel.counts
+        v = metric_from_counts(c, value, calibrated).to_numpy(dtype=float)
+        return dict(zip(zip(c["model"], c["seed"], c["benchmark"], c["lang"]), v))
+    col = f"{value}_cal" if calibrated and f"{value}_cal" in rows else value
+    keys = zip(rows["model"].astype(str), seed_key(rows["seed"]), rows["benchmark"].astype(str), rows["lang"].astype(str))
+    return dict(zip(keys, pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype=float)))
+
+
+def parallel_benchmarks(keys: Sequence[Key]) -> tuple[list[Key], list[str]]:
+    """Keep the sets of benchmarks present in every language of `keys`; the others are returned as
+    'benchmark (in i of n languages)' for the note under the table."""
+    langs = {k[3] for k in keys}
+    per: dict[str, set[str]] = {}
+    for k in keys:
+        per.setdefault(k[2], set()).add(k[3])
     dropped = [f"{b} (in {len(ls)} of {len(langs)} languages)" for b, ls in per.items() if ls != langs]
-    return rows[rows["benchmark"].isin(keep)], dropped
+    return [k for k in keys if per[k[2]] == langs], dropped
 
 
-def average(units: pd.DataFrame) -> pd.Series:
-    """units: model, seed, benchmark, lang, v -> one value per (model, seed): the mean over
-    benchmarks per language, then over languages (equal weight)."""
-    per_lang = units.groupby(["model", "seed", "lang"], sort=False)["v"].mean()
-    return per_lang.groupby(level=[0, 1], sort=False).mean()
+def average(values: Sequence[tuple[Key, float]]) -> list[float]:
+    """One value per (model, seed): the mean over benchmarks per language, then over languages
+    (equal weight), undefined (NaN) sets skipped."""
+    per_lang: dict[tuple, list[float]] = {}
+    for (model, seed, _, lang), v in values:
+        if not np.isnan(v):
+            per_lang.setdefault((model, seed, lang), []).append(v)
+    per_seed: dict[tuple, list[float]] = {}
+    for (model, seed, _), vs in per_lang.items():
+        per_seed.setdefault((model, seed), []).append(float(np.mean(vs)))
+    return [float(np.mean(vs)) for vs in per_seed.values()]

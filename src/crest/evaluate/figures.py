@@ -199,7 +199,9 @@ def pr_curves(df: pd.DataFrame, stem: Path, *, models: Sequence[str], max_panels
     """One panel per benchmark (its English set if it has one, else its first language; the
     lowest seed of each model)."""
     plt = _plt()
-    ok = df[(df["status"] == "ok") & df["auprc"].notna()]
+    # no PR curve for a single-class set: with one class every threshold's precision is 1 (or 0)
+    mixed = df["set_class"] == "mixed" if "set_class" in df else (df["n_unsafe"] > 0) & (df["n_safe"] > 0)
+    ok = df[(df["status"] == "ok") & df["auprc"].notna() & mixed]
     benchmarks = list(dict.fromkeys(ok["benchmark"]))[:max_panels]
     if not benchmarks:
         return _placeholder(stem, "Precision-recall curves", "no set with unsafe rows was evaluated")

@@ -18,6 +18,7 @@ embeddings (the embed stage's language_means.parquet), so a reader can see why a
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,8 @@ def arm_info(path: str | Path) -> dict[str, Any]:
     if not isinstance(doc.get("languages"), list):
         raise ValueError(f"{path}: no `languages` list (the languages the arm trained on)")
     arm = str(doc.get("arm") or Path(path).parent.name)
-    return {"arm": arm, "languages": [str(c) for c in doc["languages"]], "family": str(doc.get("family") or arm),
+    family = doc.get("family") or (arm.rsplit("_", 1)[0] if re.fullmatch(r"random_\d+", arm) else arm)  # older files
+    return {"arm": arm, "languages": [str(c) for c in doc["languages"]], "family": str(family),
             "anchor_methods": list(doc.get("anchors") or {})}
 
 
@@ -132,15 +134,18 @@ def read_roles(path: str | Path | None) -> pd.DataFrame:
 def attach_roles(metrics: pd.DataFrame, roles: pd.DataFrame | None) -> pd.DataFrame:
     """metrics.csv rows with each set's `role` for its model and the model's `family` (from
     roles.tsv). A model without roles (a baseline: its training languages are not ours to know)
-    gets `english` for English sets and no role elsewhere; its family is its own name."""
+    gets `english` for English sets and no role elsewhere; its family is its own name.
+    `family_model` is `{family}-{size}` (random_0..4-base -> random-base: tables average draws)."""
     df = metrics.copy()
     code = df["lang"].astype(str).map(base_code)
     role = pd.Series("", index=df.index, dtype=object).where(code != "en", "english")
-    family = df["model"].astype(str)
+    trained = df["model_kind"].astype(str) == "trained" if "model_kind" in df else pd.Series(True, index=df.index)
+    family = df["model"].astype(str).where(~trained, df["arm"].astype(str))
     if roles is not None and not roles.empty:
         by_lang = {(m, lang): r for m, lang, r in zip(roles["model"].astype(str), roles["language"].astype(str), roles["role"])}
         fam = dict(zip(roles["model"].astype(str), roles["family"].astype(str)))
         role = pd.Series([by_lang.get((m, c), r) for m, c, r in zip(df["model"].astype(str), code, role)], index=df.index)
-        family = df["model"].astype(str).map(lambda m: fam.get(m, m))
+        family = pd.Series([fam.get(m, f) for m, f in zip(df["model"].astype(str), family)], index=df.index)
     df["role"], df["family"] = role, family
+    df["family_model"] = df["model"].astype(str).where(~trained, family + "-" + df["size"].astype(str))
     return df

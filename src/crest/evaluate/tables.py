@@ -36,15 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from crest.evaluate.aggregate import (
     Parallel,
     average,
-    metric_from_counts,
     parallel_benchmarks,
     parallel_counts,
     seed_key,
+    set_values,
     usable_classes,
 )
 from crest.io import write_text
@@ -53,8 +54,8 @@ from crest.schema import read_yaml
 VALUES = ("f1", "precision", "recall", "accuracy", "auprc", "auroc", "fpr")
 LOWER_IS_BETTER = {"fpr"}
 FIELDS = ("model", "model_kind", "arm", "size", "baseline", "benchmark", "title", "set", "group", "lang", "lang_group",
-          "cluster", "role", "family", "set_class", "in_distribution", "translation_backend")
-MISSING, NOT_RUN, UNDEFINED = "missing", "—", "n/a"
+          "cluster", "role", "family", "family_model", "set_class", "in_distribution", "translation_backend")
+MISSING, NOT_RUN, UNDEFINED, SEEN = "missing", "—", "n/a", "seen"
 RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK = "*", "†", "‡", "§"
 BETTER_MARK, WORSE_MARK = "▲", "▼"
 MARKS = (RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK, BETTER_MARK, WORSE_MARK)
@@ -71,6 +72,7 @@ NOTES = {
     WORSE_MARK: "significantly below crest (paired bootstrap over prompts, p < 0.05; significance table)",
     MISSING: "the benchmark could not be loaded (gated or unavailable); see the reasons below",
     NOT_RUN: "not evaluated in this run",
+    SEEN: "the model trained on this language: never reported as unseen for it",
     UNDEFINED: "undefined (e.g. F1 of a set without unsafe rows)",
 }
 
@@ -155,14 +157,15 @@ def _as_list(value: Any) -> list[str]:
 
 
 def apply_filter(df: pd.DataFrame, flt: dict[str, Any]) -> pd.DataFrame:
-    mask = pd.Series(True, index=df.index)
+    mask = np.ones(len(df), dtype=bool)
     for key, value in flt.items():
         wanted = _as_list(value)
         if key == "lang_group":
-            groups = df["lang_groups"].fillna("").str.split(";")
-            mask &= groups.map(lambda gs: any(g in wanted for g in gs))
+            groups = df["_groups"] if "_groups" in df else df["lang_groups"].fillna("").str.split(";").map(frozenset)
+            mask &= np.fromiter((not g.isdisjoint(wanted) for g in groups), dtype=bool, count=len(df))
         else:
-            mask &= df[key].astype(str).isin(wanted)
+            col = df[key]
+            mask &= (col if col.dtype == object else col.astype(str)).isin(wanted).to_numpy()
     return df[mask]
 
 
@@ -212,46 +215,44 @@ class Cell:
     text: str | None = None  # a cell that is not a number (significance intervals)
 
 
-def _unit_values(ok: pd.DataFrame, value: str, parallel: Parallel | None, calibrated: bool) -> pd.DataFrame:
-    """model, seed, benchmark, lang, v: the value of each set, on the table's parallel rows when
-    predictions are there (else the set's own metric, all its rows)."""
-    keys = ok.assign(seed=seed_key(ok["seed"]))[["model", "seed", "benchmark", "lang"]].astype(
-        {"model": str, "benchmark": str, "lang": str})
-    if parallel is not None:
-        counts = keys.merge(parallel.counts, on=["model", "seed", "benchmark", "lang"], how="left")
-        return counts[["model", "seed", "benchmark", "lang"]].assign(v=metric_from_counts(counts, value, calibrated))
-    col = f"{value}_cal" if calibrated and f"{value}_cal" in ok else value
-    return keys.assign(v=pd.to_numeric(ok[col], errors="coerce").to_numpy())
-
-
-def compute_cell(df: pd.DataFrame, value: str, parallel: Parallel | None = None, calibrated: bool = False) -> Cell:
+def compute_cell(df: pd.DataFrame, value: str, values: dict[tuple, float] | None = None) -> Cell:
+    """One cell from its matching metrics.csv rows; `values`: every set's value (set_values),
+    computed once per table; None: the rows' own `value` column."""
     if df.empty:
         return Cell(status="not_run")
-    ok = df[df["status"] == "ok"]
-    missing = df[df["status"] != "ok"]
-    reasons = tuple(sorted({f"{r.benchmark}/{r.lang}: {r.reason}" for r in missing.itertuples()}))
+    status = df["status"].to_numpy()
+    ok = df[status == "ok"]
+    missing = df[status != "ok"]
+    reasons = tuple(sorted({f"{b}/{lang}: {r}" for b, lang, r in zip(missing["benchmark"], missing["lang"], missing["reason"])}))
     if ok.empty:
         return Cell(status="missing", reasons=reasons)
+    if values is None:
+        values = set_values(ok, value, None, False)
     left_out = []
-    classes = ok["set_class"].fillna("mixed").replace("", "mixed") if "set_class" in ok else pd.Series("mixed", ok.index)
-    use = usable_classes(value, list(classes))
-    single = ok[~classes.isin(use)]
-    if not single.empty:
-        left_out.append(f"{len(single)} single-class set(s) ({', '.join(sorted(set(single['benchmark'])))}): "
-                        f"{value} needs both classes")
-    ok = ok[classes.isin(use)]
-    ok, dropped = parallel_benchmarks(ok)
-    left_out += [f"{d}: not in every language of the cell" for d in dropped]
-    if ok.empty:
+    classes = [c or "mixed" for c in (ok["set_class"].fillna("") if "set_class" in ok else [""] * len(ok))]
+    use = usable_classes(value, classes)
+    keys = list(zip(ok["model"].astype(str), ok["_seed"] if "_seed" in ok else seed_key(ok["seed"]),
+                    ok["benchmark"].astype(str), ok["lang"].astype(str)))
+    single = sorted({k[2] for k, c in zip(keys, classes) if c not in use})
+    if single:
+        left_out.append(f"single-class sets of {', '.join(single)} ({value} needs both classes; see single_class)")
+    inside = [c in use for c in classes]
+    keys = [k for k, keep in zip(keys, inside) if keep]
+    keys, dropped = parallel_benchmarks(keys)
+    left_out += [f"{d}: a benchmark must be in every language of the cell" for d in dropped]
+    if not keys:
         return Cell(status="undefined", reasons=reasons, left_out=tuple(left_out))
-    random = bool(ok["random_translator"].astype(bool).any())
-    gloss = bool((ok.get("translation_backend", pd.Series("", ok.index)).astype(str) == "gloss").any())
-    per_seed = average(_unit_values(ok, value, parallel, calibrated)).dropna()
-    unsafe_only = value == "f1" and set(classes[classes.isin(use)]) == {"all_unsafe"}
-    if per_seed.empty:
+    kept = set(keys)
+    used = ok[[k in kept for k in zip(ok["model"].astype(str), ok["_seed"] if "_seed" in ok else seed_key(ok["seed"]),
+                                        ok["benchmark"].astype(str), ok["lang"].astype(str))]]
+    random = bool(used["random_translator"].astype(bool).any())
+    gloss = bool((used["translation_backend"].astype(str) == "gloss").any()) if "translation_backend" in used else False
+    per_seed = average([(k, values.get(k, np.nan)) for k in keys])
+    unsafe_only = value == "f1" and {c for c, keep in zip(classes, inside) if keep} == {"all_unsafe"}
+    if not per_seed:
         return Cell(status="undefined", random=random, gloss=gloss, reasons=reasons, left_out=tuple(left_out))
-    mean = float(per_seed.mean())
-    sd = float(per_seed.std(ddof=1)) if len(per_seed) > 1 else None
+    mean = float(np.mean(per_seed))
+    sd = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None
     return Cell(value=mean, sd=sd, seeds=len(per_seed), random=random, partial=not missing.empty, reasons=reasons,
                 gloss=gloss, unsafe_only=unsafe_only, left_out=tuple(left_out))
 
@@ -287,7 +288,7 @@ def _sig_mark(significance: pd.DataFrame | None, row_filter: dict[str, Any], col
     group = col_filter.get("role") or ("english" if col_filter.get("group") == "english" else None)
     if not isinstance(group, str):
         return ""
-    names = set(rows["model"].astype(str)) | set(rows.get("family", pd.Series(dtype=str)).astype(str))
+    names = set(rows["model"].astype(str)) | set(rows.get("family_model", pd.Series(dtype=str)).astype(str))
     hit = significance[(significance["group"] == group) & (significance["benchmark"] == "all")
                        & significance["b"].isin(names) & significance["a"].str.startswith("crest")]
     if hit.empty or not (hit["p"] < 0.05).any():
@@ -296,20 +297,43 @@ def _sig_mark(significance: pd.DataFrame | None, row_filter: dict[str, Any], col
     return WORSE_MARK if diff > 0 else BETTER_MARK
 
 
+UNSEEN_LISTS = {"unseen_hrl", "ood_lrl", "id_lrl"}
+
+
+def _table_columns(value: str) -> set[str]:
+    return {*FIELDS, "lang_groups", "status", "reason", "seed", "random_translator", "threshold", "threshold_cal",
+            value, f"{value}_cal", "fpr", "fpr_cal", "n_unsafe", "n_safe"}
+
+
+def _drop_seen(rows: pd.DataFrame, flt: dict[str, Any]) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """A cell on a named list of unseen languages (languages.groups) never counts a language the
+    model trained on: those sets leave the cell, named under the table."""
+    if not UNSEEN_LISTS & set(_as_list(flt.get("lang_group", []))) or rows.empty:
+        return rows, ()
+    seen = rows["role"] == "seen"
+    pairs = sorted({f"{m} trained on {lang}" for m, lang in zip(rows[seen]["model"], rows[seen]["lang"])})
+    return rows[~seen], tuple(f"{p} (not unseen for it)" for p in pairs)
+
+
 def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None = None, *,
                 preds: pd.DataFrame | None = None, calibrated: bool = False, by_benchmark: bool = False,
-                significance: pd.DataFrame | None = None) -> Table:
+                significance: pd.DataFrame | None = None, cache: dict[Any, Any] | None = None) -> Table:
     """One table. With `preds` (predictions.parquet) every cell is computed on the table's parallel
     rows; `calibrated`: at each model's calibrated threshold instead of the run's; `by_benchmark`:
     each row split into one per benchmark (the breakdown of the averages, same parallel rows)."""
     order = order or {}
-    if "role" not in df:
+    if "family_model" not in df:
         from crest.evaluate.roles import attach_roles
 
         df = attach_roles(df, None)
     for col, default in (("set_class", "mixed"), ("translation_backend", ""), ("in_distribution", False)):
         if col not in df:
             df = df.assign(**{col: default})
+    df = df[[c for c in df.columns if c in _table_columns(spec.value)]]  # slim: every filter copies the frame
+    df = df.astype({c: object for c in df.columns if pd.api.types.is_string_dtype(df[c])})  # numpy takes: faster
+    df = df.assign(_seed=seed_key(df["seed"]).to_numpy(),
+                   _groups=df["lang_groups"].fillna("").astype(str).str.split(";").map(frozenset).to_numpy())
+    df = df.astype({c: str for c in FIELDS if c in df and df[c].dtype != object and c != "lang_group"})
     sub = apply_filter(df, spec.filter)
     rows = _axis_items(sub, spec.rows, spec.filter, order, df)
     if by_benchmark:
@@ -325,18 +349,29 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
     if spec.overflag:
         base = apply_filter(df, {k: v for k, v in spec.filter.items() if k != "set_class"})
         benign = base[base["set_class"] == "all_safe"]
-    parallel = _parallel(preds, pd.concat([sub, benign]) if not benign.empty else sub, spec.value)
+    scope = pd.concat([sub, benign]) if not benign.empty else sub
+    key = (spec.id, repr(spec.filter), spec.value, spec.overflag)  # the same for every variant of a spec
+    if cache is not None and key in cache:
+        parallel = cache[key]
+    else:
+        parallel = _parallel(preds, scope, spec.value)
+        if cache is not None:
+            cache[key] = parallel
+    values = set_values(scope[scope["status"] == "ok"], spec.value, parallel, calibrated)
+    fpr = set_values(benign[benign["status"] == "ok"], "fpr", parallel, calibrated) if spec.overflag else {}
     cells = []
     for _, rf in rows:
         line = []
         for _, cf in cols:
             part = apply_filter(apply_filter(sub, rf), cf)
-            cell = compute_cell(part, spec.value, parallel, calibrated)
+            part, seen = _drop_seen(part, {**spec.filter, **rf, **cf})
+            cell = compute_cell(part, spec.value, values) if not (seen and part.empty) else Cell(status="seen")
+            cell.left_out += seen
             if spec.significance and cell.status == "ok":
                 cell.sig = _sig_mark(significance, rf, cf, part)
             line.append(cell)
         if spec.overflag:
-            line.append(compute_cell(apply_filter(benign, rf), "fpr", parallel, calibrated))
+            line.append(compute_cell(apply_filter(benign, rf), "fpr", fpr))
         cells.append(line)
     col_labels = [label for label, _ in cols] + (["Benign FPR (over-flagging)"] if spec.overflag else [])
     if spec.diff is not None:
@@ -408,6 +443,8 @@ def cell_text(cell: Cell, spec: TableSpec) -> tuple[str, str]:
         return NOT_RUN, ""
     if cell.status == "missing":
         return MISSING, ""
+    if cell.status == "seen":
+        return SEEN, ""
     if cell.status == "undefined":
         return UNDEFINED, _marks(cell)
     return _number(cell, spec), _marks(cell)
@@ -441,16 +478,16 @@ def _footnotes(table: Table) -> list[str]:
         for c in row:
             text, marks = cell_text(c, table.spec)
             used |= set(marks)
-            if text in (MISSING, NOT_RUN, UNDEFINED):
+            if text in (MISSING, NOT_RUN, UNDEFINED, SEEN):
                 used.add(text)
             if c.partial:
                 used.add(PARTIAL_MARK)
             reasons += [r for r in c.reasons if r not in reasons]
             left_out += [x for x in c.left_out if x not in left_out]
     notes = [f"{mark} {NOTES[mark]}" if mark in MARKS else f"{mark}: {NOTES[mark]}"
-             for mark in (*MARKS, MISSING, UNDEFINED, NOT_RUN) if mark in used]
+             for mark in (*MARKS, MISSING, UNDEFINED, NOT_RUN, SEEN) if mark in used]
     notes += [f"missing {r}" for r in reasons]
-    notes += table.notes + [f"left out to keep the comparison parallel: {x}" for x in left_out]
+    notes += table.notes + [f"left out: {x}" for x in left_out]
     if table.spec.scale == 100:
         notes.insert(0, f"{table.spec.value.upper() if table.spec.value != 'f1' else 'F1 (unsafe class)'} x 100"
                      + (", mean ± sd over seeds (and draws)" if any(c.sd is not None for row in table.cells for c in row)
@@ -607,8 +644,9 @@ def write_tables(df: pd.DataFrame, specs: Sequence[TableSpec], out_dir: str | Pa
     points, per-benchmark breakdowns) and for `extra` tables (significance), plus tables/index.md
     and tables/index.html (all tables on one page, for the report)."""
     out_dir = Path(out_dir)
-    tables = [build_table(df, spec, order, preds=preds, calibrated=cal, by_benchmark=split, significance=significance)
-              for spec in specs for _, cal, split in table_variants(spec)] + list(extra)
+    cache: dict[Any, Any] = {}
+    tables = [build_table(df, spec, order, preds=preds, calibrated=cal, by_benchmark=split, significance=significance,
+                          cache=cache) for spec in specs for _, cal, split in table_variants(spec)] + list(extra)
     index_md = ["# Tables", ""] + ([f"> {banner}", ""] if banner else [])
     index_html = ["<!doctype html><html><head><meta charset='utf-8'><title>crest tables</title>", HTML_STYLE,
                   "</head><body><h1>Tables</h1>"] + ([f"<div class='banner'>{banner}</div>"] if banner else [])
