@@ -184,7 +184,7 @@ if EV.sets:
     rule eval_roles:
         input:
             unpack(lambda wc: EV.roles_inputs()),
-            table=config["languages"]["table"],
+            table=resolve(config["languages"]["table"]),
         output:
             f"{EV.dir}/roles.tsv",
         params:
