@@ -145,16 +145,17 @@ def test_paper_config_enumerates_arms_sizes_seeds() -> None:
     jobs = train_jobs(config)
     arms, sizes, seeds = config["train"]["arms"], config["train"]["sizes"], config["train"]["seeds"]
     assert sizes == ["base", "large"] and len(seeds) >= 3
-    assert {"crest", "english", "random", "all", "transfer_hi", "transfer_kn", "transfer_sd", "transfer_zh",
-            "transfer_hi_zh"} <= set(arms)
+    assert {"crest", "crest_alldata", "english", "shuffled", "all", "paper13", "transfer_hi", "transfer_kn",
+            "transfer_sd", "transfer_zh", "transfer_hi_zh", *(f"random_{i}" for i in range(5))} <= set(arms)
+    assert config["train"]["budget"]["examples"] and arms["crest_alldata"]["budget"] is False
     assert len(jobs) == len(set(jobs)) == len(arms) * len(sizes) * len(seeds)
     large = job_settings(config, "crest", "large", seeds[0])
     assert large["encoder"] == "FacebookAI/xlm-roberta-large" and large["optim"]["lr"] < config["train"]["optim"]["lr"]
 
 
-def test_demo_config_trains_crest_and_english() -> None:
+def test_demo_config_trains_the_comparison_and_its_controls() -> None:
     config = load_config(REPO_ROOT / "config/demo.yaml")
-    assert {arm for arm, _, _ in train_jobs(config)} == {"crest", "english"}
+    assert {arm for arm, _, _ in train_jobs(config)} == {"crest", "english", "random_0", "random_1", "shuffled", "all"}
     settings = dataset_settings(config, "english", TABLE)
     assert "en" in settings["translated"] and list(settings["arms"]) == ["english"]
 
@@ -162,7 +163,7 @@ def test_demo_config_trains_crest_and_english() -> None:
 @pytest.mark.parametrize("change, message", [
     ({"sizes": ["huge"]}, r"train\.sizes: 'huge' is not a key of models\.encoders"),
     ({"corpus": "other"}, r"train\.corpus: 'other' is not a translated corpus"),
-    ({"arms": {"english": {"languages": ["en", "ja"]}}}, r"train\.arms\.english\.languages: ja not among"),
+    ({"arms": {"english": {"languages": ["en", "yi"]}}}, r"train\.arms\.english\.languages: yi not among"),
     ({"arms": {"baselines": {"languages": ["en"]}}}, r"train\.arms"),
 ])
 def test_config_errors(change, message) -> None:

@@ -79,7 +79,9 @@ def _arms(args: argparse.Namespace) -> None:
         if spec.get("allow_eval_languages"):
             notes.append(f"trains on evaluation languages {' '.join(spec['allow_eval_languages'])} (seen for it)")
         if codes is None:
-            tiers, langs = "    -      ", "(the anchors, once clustered)"
+            target = spec["languages"].get("random") if isinstance(spec["languages"], dict) else None
+            tiers, langs = "    -      ", (f"(drawn per tier like {target}, once clustered)" if target
+                                            else "(the anchors, once clustered)")
         else:
             tiers, langs = "{:>4d}/{}/{}    ".format(*tier_counts(codes, table).values()), " ".join(codes)
         print(f"{arm:16s} {arm_family(arm, spec):14s} {n:4d}    {tiers} {langs}" + (f"  [{'; '.join(notes)}]" if notes else ""))
