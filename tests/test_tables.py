@@ -223,3 +223,40 @@ def test_calibrated_operating_point_table(tmp_path: Path):
     assert "(calibrated thresholds)" in to_markdown(cal) and "(threshold 0.5)" in to_markdown(default)
     assert "each model's calibrated threshold" in to_markdown(cal) and cal.file_id == "r.calibrated"
     assert build_table(df, spec, ORDER, calibrated=True).cells[0][0].value == pytest.approx(1.0)  # metrics.csv path agrees
+
+
+def test_gloss_backend_flows_to_metrics_csv_and_its_own_mark(tmp_path: Path):
+    m = {"arm": "crest", "size": "base", "seed": 0}
+    files = [scored_set(tmp_path, m, "tr", lang, "multilingual", [1, 0], [0.9, 0.1]) for lang in ("de", "lo")]
+    rec = json.loads(files[1].read_text())
+    files[1].write_text(json.dumps({**rec, "translation_backend": "gloss"}))
+    write_metrics_csv(collect(files, GROUPS, {}), tmp_path / "metrics.csv")
+    df = read_metrics_csv(tmp_path / "metrics.csv")
+    assert dict(zip(df["lang"], df["translation_backend"])) == {"de": "", "lo": "gloss"}
+    table = build_table(df, TableSpec(id="b", title="B", filter={}, rows={"by": "lang"}, columns={"by": "model"}), ORDER)
+    assert to_csv(table).splitlines()[1:] == ["de,100.0", "lo,100.0†"]
+    md = to_markdown(table)
+    assert "- † rests on a gloss translation" in md and "random-weight" not in md  # not the random-translator *
+
+
+@pytest.mark.slow
+def test_table_figure_and_qc_rules_declare_what_they_read():
+    """issue 11 item 9: a deleted per-set metrics json is rebuilt, not read missing by paper_figures;
+    the rule graph has an edge from every producer a reporting rule reads."""
+    import re
+    import subprocess
+    import sys
+
+    from crest.paths import REPO_ROOT
+
+    snakemake = str(Path(sys.executable).with_name("snakemake"))
+    res = subprocess.run([snakemake, "--rulegraph", "--configfile", "config/demo.yaml"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    ids = dict(re.findall(r'(\d+)\[label = "(\w+)"', res.stdout))
+    edges = {(ids[a], ids[b]) for a, b in re.findall(r"(\d+) -> (\d+)", res.stdout)}
+    for producer, reader in [("eval_model", "paper_figures"), ("eval_model", "eval_summary"),
+                             ("train_model", "paper_qc"), ("eval_roles", "paper_tables"),
+                             ("eval_significance", "paper_tables"), ("eval_summary", "eval_significance"),
+                             ("train_dataset", "eval_roles"), ("cluster_method", "eval_roles"), ("embed", "eval_roles")]:
+        assert (producer, reader) in edges, (producer, reader)

@@ -14,8 +14,8 @@ recall on all-unsafe, FPR on all-safe), the mean over benchmarks per language, t
             centred on the observed difference (Efron & Tibshirani ch. 16); p = 1 when A and B agree
             on every row
 
-Groups: every role (crest.evaluate.roles) of A's languages, over the multilingual benchmarks
-(English over the English benchmarks); a language B trained on is never counted as unseen for B, so
+Groups: every role (crest.evaluate.roles) of A's languages, over the held-out multilingual
+benchmarks (English over the English benchmarks; `in_distribution` ones only in their own rows); a language B trained on is never counted as unseen for B, so
 it leaves every unseen group of that comparison (counted in `left_out`). And every benchmark on
 its own (group `all`).
 """
@@ -147,11 +147,13 @@ def significance(metrics: pd.DataFrame, preds: pd.DataFrame, roles: pd.DataFrame
             if not a_models or not b_models:
                 continue
             a_rows = trained[trained["model"].isin(a_models) & (trained["status"] == "ok")]
+            held_out = ~a_rows["in_distribution"].astype(bool) if "in_distribution" in a_rows else True
             b_seen = set(roles[roles["model"].isin(b_models) & (roles["role"] == "seen")]["language"]) if not roles.empty else set()
             groups: list[tuple[str, str, pd.DataFrame, str]] = []
             for role in ("english", "seen", "unseen_hrl", "id_lrl", "ood_lrl"):
                 bench_group = "english" if role == "english" else "multilingual"
-                sel = a_rows[(a_rows["role"] == role) & (a_rows["group"] == bench_group) & (a_rows["set_class"] == "mixed")]
+                sel = a_rows[(a_rows["role"] == role) & (a_rows["group"] == bench_group) & (a_rows["set_class"] == "mixed")
+                             & held_out]
                 left = sorted(set(sel["lang"]) & b_seen) if role in UNSEEN else []
                 sel = sel[~sel["lang"].isin(left)]
                 groups.append((role, "all", sel, f"languages B trained on: {' '.join(left)}" if left else ""))
