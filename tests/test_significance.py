@@ -90,3 +90,25 @@ def test_crest_vs_controls_per_role_group_with_draws_combined(tmp_path: Path):
     assert csv.splitlines()[0] == "Group,A,B,metric,A value,B value,A - B,95% interval,p,rows,languages"
     assert "english,crest-base,random-base,f1," in csv
     assert "(threshold 0.5)" in to_markdown(table)
+
+
+def test_arms_table_marks_come_from_the_significance_rows():
+    from crest.evaluate.tables import TableSpec, build_table
+
+    rows = []
+    for arm, f1 in (("crest", 0.9), ("english", 0.5)):
+        rows.append({"model": f"{arm}-base", "model_kind": "trained", "arm": arm, "size": "base", "seed": 0,
+                     "baseline": "", "benchmark": "tr", "title": "tr", "set": "tr [de]", "group": "multilingual",
+                     "lang": "de", "lang_groups": "", "cluster": "", "status": "ok", "reason": "", "f1": f1,
+                     "random_translator": False, "set_class": "mixed", "in_distribution": False})
+    df = attach_roles(pd.DataFrame(rows), pd.DataFrame({"model": ["crest-base", "english-base"], "language": ["de", "de"],
+                                                        "role": ["unseen_hrl", "unseen_hrl"], "family": ["crest", "english"]}))
+    sig = pd.DataFrame([{"a": "crest-base", "b": "english-base", "operating_point": "default", "group": "unseen_hrl",
+                         "benchmark": "all", "diff": 0.4, "p": 0.01},
+                        {"a": "crest-base", "b": "english-base", "operating_point": "calibrated", "group": "unseen_hrl",
+                         "benchmark": "all", "diff": 0.1, "p": 0.3}])
+    spec = TableSpec(id="arms", title="Arms", rows={"by": "family_model"}, columns={"named": {"HRL": {"role": "unseen_hrl"}}},
+                     significance=True)
+    default = to_csv(build_table(df, spec, significance=sig)).splitlines()
+    assert default[1:] == ["crest-base,90.0", "english-base,50.0▼"]
+    assert to_csv(build_table(df, spec, significance=sig, calibrated=True)).splitlines()[2] == "english-base,50.0"

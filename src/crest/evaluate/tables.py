@@ -279,8 +279,8 @@ def _parallel(preds: pd.DataFrame | None, rows: pd.DataFrame, value: str) -> Par
     return parallel_counts(preds, ok, ranking=value in ("auprc", "auroc"))
 
 
-def _sig_mark(significance: pd.DataFrame | None, row_filter: dict[str, Any], col_filter: dict[str, Any],
-              rows: pd.DataFrame) -> str:
+def _sig_mark(significance: pd.DataFrame | None, col_filter: dict[str, Any], rows: pd.DataFrame,
+              calibrated: bool) -> str:
     """▲/▼ when the cell's model (or family) differs from crest (same size) at p < 0.05 in the
     cell's role group (`role` of the column, `english` for English benchmarks)."""
     if significance is None or significance.empty or rows.empty:
@@ -289,7 +289,9 @@ def _sig_mark(significance: pd.DataFrame | None, row_filter: dict[str, Any], col
     if not isinstance(group, str):
         return ""
     names = set(rows["model"].astype(str)) | set(rows.get("family_model", pd.Series(dtype=str)).astype(str))
+    point = "calibrated" if calibrated else "default"
     hit = significance[(significance["group"] == group) & (significance["benchmark"] == "all")
+                       & (significance["operating_point"] == point)
                        & significance["b"].isin(names) & significance["a"].str.startswith("crest")]
     if hit.empty or not (hit["p"] < 0.05).any():
         return ""
@@ -368,7 +370,7 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
             cell = compute_cell(part, spec.value, values) if not (seen and part.empty) else Cell(status="seen")
             cell.left_out += seen
             if spec.significance and cell.status == "ok":
-                cell.sig = _sig_mark(significance, rf, cf, part)
+                cell.sig = _sig_mark(significance, cf, part, calibrated)
             line.append(cell)
         if spec.overflag:
             line.append(compute_cell(apply_filter(benign, rf), "fpr", fpr))
