@@ -170,7 +170,10 @@ def model_card(settings: dict[str, Any], summary: dict[str, Any], provenance: di
     parts += [
         "## Training",
         "",
-        f"Full fine-tuning, AdamW lr {opt['lr']}, weight decay {opt['weight_decay']}, {opt['scheduler']} decay after "
+        ("Classification head only, on the frozen encoder's features computed once per text (the CPU demo's "
+         "recipe: the encoder is the pretrained one, not fine-tuned)"
+         if opt.get("freeze_encoder") else "Full fine-tuning")
+        + f", AdamW lr {opt['lr']}, weight decay {opt['weight_decay']}, {opt['scheduler']} decay after "
         f"{opt['warmup_ratio']:.0%} warmup; token-budget batches of {opt['batch_tokens']} padded tokens "
         f"(at most {opt['max_batch_size']} texts, lengths bucketed to multiples of {opt['pad_to']}), "
         f"max length {opt['max_length']}, gradient accumulation {opt['grad_accum']}, imbalance: {opt['imbalance']}"

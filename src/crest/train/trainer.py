@@ -44,6 +44,7 @@ from crest.io import write_json
 from crest.train.batching import BucketBatcher, collate, eval_batches, shard_steps
 from crest.train.card import export_model, recover_dir, write_dir
 from crest.train.dataset import check_dataset
+from crest.train.frozen import freeze_encoder, head_features
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,11 @@ def choose_precision(precision: str, device_type: str) -> str:
 
 
 def classification_metrics(labels: np.ndarray, prob_unsafe: np.ndarray) -> dict[str, float]:
+    """Validation metrics at 0.5, plus AUROC (threshold-free; NaN when one class is absent), which
+    `optim.select: auroc` picks the exported weights by: on a 90%-unsafe validation split the F1 of
+    the unsafe class is highest for a model that flags everything."""
+    from sklearn.metrics import roc_auc_score
+
     pred = prob_unsafe >= 0.5
     pos = labels == 1
     tp, fp, fn = int((pred & pos).sum()), int((pred & ~pos).sum()), int((~pred & pos).sum())
@@ -81,7 +87,8 @@ def classification_metrics(labels: np.ndarray, prob_unsafe: np.ndarray) -> dict[
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"f1_unsafe": f1, "precision_unsafe": precision, "recall_unsafe": recall,
-            "accuracy": float((pred == pos).mean()), "n": int(len(labels))}
+            "accuracy": float((pred == pos).mean()), "n": int(len(labels)),
+            "auroc": float(roc_auc_score(pos, prob_unsafe)) if 0 < pos.sum() < len(pos) else float("nan")}
 
 
 class MetricsLog:
@@ -193,6 +200,11 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     model.config.problem_type = "single_label_classification"
     if opt["freeze_embeddings"]:
         model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
+    frozen = opt.get("freeze_encoder", False)
+    if frozen:
+        if world > 1:
+            raise ValueError("optim.freeze_encoder trains the head on one process; run it without torchrun")
+        freeze_encoder(model)
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": opt["weight_decay"]},
@@ -202,6 +214,19 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
                               num_training_steps=total_steps)
     model, optimizer = acc.prepare(model, optimizer)
     raw_model = acc.unwrap_model(model)
+    features = {split: head_features(raw_model, ids, pad_id, pad_to=opt["pad_to"],
+                                     batch_tokens=2 * (opt["batch_tokens"] or 16384),
+                                     max_batch_size=2 * opt["max_batch_size"], device=acc.device,
+                                     autocast=acc.autocast)
+                for split, ids in (("train", train_ids), ("validation", val_ids))} if frozen else {}
+
+    def logits_of(split: str, b, input_ids, mask):
+        """The classifier's logits for rows `b` of a split: from the cached encoder features when
+        the encoder is frozen, else a full forward (DDP-wrapped while training)."""
+        if frozen:
+            return raw_model.classifier(features[split][torch.as_tensor(np.asarray(b), device=acc.device)]).float()
+        net = model if split == "train" else raw_model
+        return net(input_ids=input_ids, attention_mask=mask).logits.float()
 
     state = {"step": 0, "best_f1": None, "best_step": None, "best_metrics": None, "bad_evals": 0,
              "stopped_early": False, "samples_seen": 0, "train_seconds": 0.0, "last_eval_step": None,
@@ -237,7 +262,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     # weights, when it was made with these settings and data.
     best_eval = best_dir / "eval.json"
     if best_eval.is_file() and (best := json.loads(best_eval.read_text()))["fingerprint"] == fp:
-        state.update(best_f1=best["f1_unsafe"], best_step=best["step"], best_metrics=best["metrics"])
+        state.update(best_f1=best["score"], best_step=best["step"], best_metrics=best["metrics"])
     acc.wait_for_everyone()
 
     wandb_run = _open_wandb(settings, state_dir, fp) if main else None
@@ -265,7 +290,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
         with torch.no_grad(), acc.autocast():
             for b in batches[rank::world]:
                 input_ids, mask, labels, _ = to_device([val_ids[i] for i in b], val_labels[b])
-                logits = raw_model(input_ids=input_ids, attention_mask=mask).logits.float()
+                logits = logits_of("validation", b, input_ids, mask)
                 loss_sum += float(F.cross_entropy(logits, labels, weight=class_weights, reduction="sum"))
                 idx_parts.append(b)
                 prob_parts.append(torch.softmax(logits, -1)[:, 1].cpu().numpy())
@@ -302,13 +327,13 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
 
     def after_eval(step: int, result: dict[str, Any]) -> None:
         state["last_eval_step"] = step
-        f1 = result["f1_unsafe"]
+        f1 = result[opt.get("select", "f1_unsafe")]  # the selection score (state key kept: best_f1)
         if state["best_f1"] is None or f1 > state["best_f1"] + opt["min_delta"]:
             state.update(best_f1=f1, best_step=step, bad_evals=0, best_metrics=result)
             if main:
                 def write(tmp: Path) -> None:
                     raw_model.save_pretrained(tmp)
-                    write_json({"step": step, "f1_unsafe": f1, "fingerprint": fp, "metrics": result}, tmp / "eval.json")
+                    write_json({"step": step, "score": f1, "select": opt.get("select", "f1_unsafe"), "fingerprint": fp, "metrics": result}, tmp / "eval.json")
 
                 write_dir(best_dir, write)
         else:
@@ -317,7 +342,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
                 state["stopped_early"] = True
         metrics.write({"event": "eval", "step": step, **result, "best_f1": state["best_f1"],
                        "best_step": state["best_step"]})
-        log.info("step %d: validation F1 (unsafe) %.4f, loss %.4f (best %.4f at step %d)", step, f1,
+        log.info("step %d: validation %s %.4f, loss %.4f (best %.4f at step %d)", step, opt.get("select", "f1_unsafe"), f1,
                  result["eval_loss"], state["best_f1"], state["best_step"])
 
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
@@ -338,7 +363,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
             input_ids, mask, labels, tokens = to_device([train_ids[i] for i in b], train_labels[b])
             sync = contextlib.nullcontext() if j == len(plan[rank]) - 1 else acc.no_sync(model)
             with sync:
-                logits = model(input_ids=input_ids, attention_mask=mask).logits.float()
+                logits = logits_of("train", b, input_ids, mask)
                 loss = F.cross_entropy(logits, labels, weight=class_weights, reduction="sum")
                 acc.backward(loss * (world / n_step))
             window["loss"] += loss.detach()
@@ -377,7 +402,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     if keep and state["saved_step"] != step:  # the final state, for inspection
         save_checkpoint(step)
     summary = {k: state[k] for k in ("step", "best_step", "best_f1", "stopped_early", "samples_seen", "train_seconds")}
-    summary.update(total_steps=total_steps, steps_per_epoch=steps_per_epoch, world_size=world, precision=mixed,
+    summary.update(select=opt.get("select", "f1_unsafe"), total_steps=total_steps, steps_per_epoch=steps_per_epoch, world_size=world, precision=mixed,
                    best_metrics=state.get("best_metrics"), class_weights=weights.tolist(), fingerprint=fp,
                    train_rows=len(train_rows), validation_rows=len(val_rows),
                    samples_per_s=state["samples_seen"] / max(state["train_seconds"], 1e-9))
