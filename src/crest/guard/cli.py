@@ -136,6 +136,25 @@ def _serve(args: argparse.Namespace) -> None:
           batch_size=args.batch_size, limits=limits, model_id=args.model_id)
 
 
+def _guardbench_export(args: argparse.Namespace) -> None:
+    from crest.guard.guardbench import export_sets
+
+    names = export_sets(args.sets, args.out, benchmarks=args.benchmark, langs=args.lang, prefix=args.prefix)
+    print("\n".join(names))
+
+
+def _guardbench(args: argparse.Namespace) -> None:
+    from guardbench import benchmark
+
+    from crest.guard import Guard
+    from crest.guard.guardbench import moderate
+
+    quiet_loading()
+    guard = Guard.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
+    benchmark(moderate, model_name=args.model_name or Path(args.model).name, out_dir=str(args.out),
+              batch_size=args.batch_size, datasets=args.datasets, metrics=["f1", "recall", "fpr", "auprc"], guard=guard)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="score texts with a trained guardrail; JSONL out")
     p.add_argument("--model", required=True, help="model directory (or hub id org/name); safetensors only")
@@ -175,3 +194,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_calibrate)
+
+    p = guard.add_parser("guardbench-export", help="a run's eval sets as GuardBench custom datasets")
+    p.add_argument("--sets", required=True, type=Path, help="results/{run}/eval/sets")
+    p.add_argument("--benchmark", nargs="+", help="default: every benchmark there")
+    p.add_argument("--lang", nargs="+", help="default: every language")
+    p.add_argument("--prefix", default="crest", help="dataset names are {prefix}-{benchmark}-{lang}")
+    p.add_argument("--out", type=Path, help="where the JSONL files go (default: under $GUARDBENCH_DEV_PATH)")
+    p.set_defaults(func=_guardbench_export)
+
+    p = guard.add_parser("guardbench", help="run GuardBench's benchmark on a crest model")
+    p.add_argument("--model", required=True, help="model directory (or hub id org/name)")
+    p.add_argument("--datasets", required=True, nargs="+", help="GuardBench dataset names (exported or built in)")
+    p.add_argument("--model-name", default=None, help="name in GuardBench's outputs (default: the model dir's name)")
+    p.add_argument("--out", type=Path, default=Path("guardbench-results"))
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_guardbench)
