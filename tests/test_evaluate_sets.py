@@ -31,6 +31,15 @@ def test_sample_rows_is_stratified_and_the_same_ids_in_every_language():
     assert sample_rows(df, None, 5) is df
 
 
+def test_sample_rows_keeps_a_floor_of_the_rare_label():
+    df = frame([(f"r{i}", f"t{i}", int(i >= 10), "test") for i in range(200)])  # 10 safe, 190 unsafe
+    assert (sample_rows(df, 40, seed=5)["label"] == 0).sum() == 2  # in proportion: 5% of 40
+    floored = sample_rows(df, 40, seed=5, min_per_label=25)
+    assert len(floored) == 40 and (floored["label"] == 0).sum() == 10  # all it has, the rest unsafe
+    assert (sample_rows(df.assign(label=(df.index % 2).astype("int8")), 40, 5, min_per_label=25)["label"]
+            .value_counts().to_dict() == {0: 20, 1: 20})  # a floor above max_rows / 2 cannot hold for both
+
+
 def test_source_set_filters_split_and_language(tmp_path: Path):
     path = tmp_path / "src.parquet"
     frame([("1", "a", 1, "test"), ("2", "b", 0, "test"), ("3", "c", 1, "train")]).to_parquet(path)

@@ -81,13 +81,15 @@ def _rank(ids: pd.Series, seed: int) -> pd.Series:
     return ids.map(lambda i: hashlib.sha1(f"{seed}:{i}".encode()).hexdigest())
 
 
-def sample_rows(df: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
-    """At most `max_rows` rows, labels in their proportions (each at least one row when present),
-    chosen by a hash of (seed, id): the same ids in every language of a translated benchmark."""
+def sample_rows(df: pd.DataFrame, max_rows: int | None, seed: int, min_per_label: int = 0) -> pd.DataFrame:
+    """At most `max_rows` rows, labels in their proportions (each at least one row when present, and
+    at least `min_per_label` where the label has them: a 90%-unsafe split sampled in proportion
+    leaves too few safe rows to measure a false-positive rate), chosen by a hash of (seed, id): the
+    same ids in every language of a translated benchmark."""
     if not max_rows or len(df) <= max_rows:
         return df
     counts = df["label"].value_counts()
-    quota = {lab: max(1, round(max_rows * n / len(df))) for lab, n in counts.items()}
+    quota = {lab: max(1, round(max_rows * n / len(df)), min(int(n), min_per_label)) for lab, n in counts.items()}
     while sum(quota.values()) > max_rows:
         big = max(quota, key=quota.get)
         quota[big] -= 1
@@ -217,7 +219,7 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
         write_text(inspection_sample(every).to_csv(sep="\t", index=False), sample_path(out))
         df, dropped = split_dropped(every)
         before = len(df)
-        df = sample_rows(df, spec.get("max_rows"), spec.get("seed", 13))
+        df = sample_rows(df, spec.get("max_rows"), spec.get("seed", 13), spec.get("min_rows_per_label") or 0)
         if len(df) < before:
             meta["sampled_from"] = before
         meta["codeswitch"] = {"ratio": spec["ratio"], "aligner": {"model": model.name, "layer": model.layer,
@@ -228,7 +230,7 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
     if status == OK and kind != "codeswitch":
         df = _decontaminate(df, kind, lang, contamination, meta)
         before = len(df)
-        df = sample_rows(df, spec.get("max_rows"), spec.get("seed", 13))
+        df = sample_rows(df, spec.get("max_rows"), spec.get("seed", 13), spec.get("min_rows_per_label") or 0)
         if len(df) < before:
             meta["sampled_from"] = before
     if status == OK and df.empty:
