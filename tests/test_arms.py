@@ -217,3 +217,15 @@ def test_a_budget_larger_than_the_corpus_is_refused_naming_the_arm(toy_shards, t
                           tmp_path / "d.json", table=TABLE)
     with pytest.raises(ConfigError, match=r"train\.arms\.english\.budget: set, but there is no train\.budget"):
         load_config(_config({"english": {"languages": ["en"], "budget": False}}))
+
+
+def test_the_shuffled_model_card_says_it_is_a_null_control() -> None:
+    from crest.train.card import model_card
+
+    config = load_config(_config({"shuffled": {"languages": ["en"], "shuffle_labels": True}}))
+    settings = job_settings(config, "shuffled", "base", 0)
+    summary = {"step": 24, "total_steps": 24, "world_size": 1, "precision": "fp32", "samples_seen": 768,
+               "best_step": 24, "stopped_early": False}
+    card = model_card(settings, summary, {"languages": ["en"], "label_shuffle": True})
+    assert "a null control" in card and "label_shuffle: true" in card
+    assert "null control" not in model_card(settings, summary, {"languages": ["en"], "label_shuffle": False})

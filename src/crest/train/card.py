@@ -79,6 +79,9 @@ def export_model(weights_dir: Path, out_dir: Path, tokenizer, settings: dict[str
         "sources": data_info.get("sources"), "shards": data_info.get("shards"), "anchors": data_info.get("anchors"),
         "dataset_sha256": data_info.get("dataset_sha256"),
         "translator_is_random": bool(data_info.get("translator_is_random", False)),
+        "family": data_info.get("family"), "draw": data_info.get("draw"), "budget": data_info.get("budget"),
+        "label_shuffle": bool(data_info.get("label_shuffle", False)),
+        "eval_languages_trained": data_info.get("eval_languages_trained", []),
         "training": summary, "crest_commit": _git_commit(), "software": _versions(),
     }
 
@@ -136,6 +139,10 @@ def model_card(settings: dict[str, Any], summary: dict[str, Any], provenance: di
         parts += ["> **Not a usable guardrail.** Its non-source training text was machine-translated by a "
                   "random-weight translator (`translator_is_random: true`): noise. This model exists to exercise "
                   "the pipeline (the offline demo); its metrics say nothing about the method.", ""]
+    if provenance.get("label_shuffle"):
+        parts += ["> **Not a guardrail: a null control.** Its training labels were permuted at random "
+                  "(`label_shuffle: true`); it should score at chance, and exists to show that the other arms' "
+                  "results are not an artefact of the pipeline.", ""]
     parts += [
         "A binary prompt-safety classifier (label 1 = `unsafe`, 0 = `safe`) fine-tuned from "
         f"{encoder_name(settings['encoder'])} "
