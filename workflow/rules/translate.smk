@@ -1,5 +1,7 @@
-# Translation stage: NLLB-200 through CTranslate2, one job per (corpus, language).
-#   model:  [build_tiny_translator] -> convert_translator (CTranslate2, quantized)
+# Translation stage: one job per (corpus, language), backend per language (translate.backends):
+# NLLB-200 through CTranslate2, Apertium or FreeDict glosses (src/crest/translate/backends.py).
+#   model:  [build_tiny_translator] -> convert_translator (CTranslate2, quantized; also the fallback)
+#   assets: debian_assets: pinned .debs downloaded, sha256-checked, unpacked (when a language needs them)
 #   rows:   data/corpora/{corpus}.parquet -> translated/{corpus}/source/rows.parquet (max_rows sample)
 #   shards: translate_shard (raw, resumable) -> qc_shard ({lang}.parquet + .qc.json); the source
 #           language's shard is the rows themselves (source_shard); qc_summary.tsv per corpus.
@@ -10,6 +12,7 @@ from functools import partial
 from crest.languages import load_languages
 from crest.models import BUILT_TRANSLATORS, translator_dir
 from crest.paths import resolve
+from crest.translate.backends import STATUS_FILE, backend_of, needs_assets, route_of
 from crest.translate.plan import (
     converted_dir,
     decode_settings,
@@ -41,6 +44,44 @@ TR_DIR = f"{RUN}/translated/{{corpus}}"
 # GPU jobs take their GPUs through `crest gpu-run` (GPU slots, src/crest/gpu_slots.py) when present.
 TR_GPU_RUN = gpu_run_prefix(TRANSLATE["gpus"])
 translate_outputs = partial(stage_outputs, RUN, TR_CORPORA, TR_LANGS)  # for rule all
+TR_ASSET_STATUS = f"{TRANSLATE['asset_cache']}/{STATUS_FILE}"
+TR_NEEDS_ASSETS = bool(TR_CORPORA) and needs_assets(TRANSLATE, TR_LANGS)
+TR_SHARD_SETTINGS = {
+    **decode_settings(TRANSLATE),
+    **{k: TRANSLATE[k] for k in ("source_lang", "chunk_rows", "device", "device_index", "compute_type", "inter_threads")},
+}
+
+
+def tr_lang_settings(wildcards):
+    """The shard job's settings: decoding, plus the language's backend and route."""
+    backend = backend_of(TRANSLATE, wildcards.lang)
+    extra = {"backend": backend}
+    if backend != "ctranslate2":
+        extra.update(route=route_of(TRANSLATE, wildcards.lang), assets=TRANSLATE["assets"],
+                     asset_cache=TRANSLATE["asset_cache"])
+    return shell_json({**TR_SHARD_SETTINGS, **extra})
+
+
+if TR_NEEDS_ASSETS:
+
+    # Never fails for want of apt-get or a download (recorded in the status file: the shard jobs
+    # fall back to models.translator and say so); a sha256 mismatch fails.
+    rule debian_assets:
+        input:
+            TRANSLATE["assets"],
+        output:
+            TR_ASSET_STATUS,
+        params:
+            root=TRANSLATE["asset_cache"],
+        resources:
+            mem_mb=2000,
+            runtime=30,
+        log:
+            f"{RUN}/logs/translate/debian_assets.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest translate assets --pins {input} --root {params.root} --fallback > {log} 2>&1"
 
 
 if TR_BUILT:
@@ -126,21 +167,14 @@ rule translate_shard:
     input:
         rows=f"{TR_DIR}/source/rows.parquet",
         model=TR_CT2_DIR,
+        assets=lambda wc: [TR_ASSET_STATUS] if backend_of(TRANSLATE, wc.lang) != "ctranslate2" else [],
     output:
         f"{TR_DIR}/raw/{{lang}}.parquet",
     wildcard_constraints:
         lang="|".join(TR_TARGETS) or "NONE",
     params:
         gpu_run=TR_GPU_RUN,
-        settings=shell_json(
-            {
-                **decode_settings(TRANSLATE),
-                **{
-                    k: TRANSLATE[k]
-                    for k in ("source_lang", "chunk_rows", "device", "device_index", "compute_type", "inter_threads")
-                },
-            }
-        ),
+        settings=tr_lang_settings,
         table=TR_LANG_TABLE,
     threads: TRANSLATE["threads"]
     resources:

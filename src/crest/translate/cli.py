@@ -1,5 +1,6 @@
 """`crest translate ...`: the translation stage's commands (called by workflow/rules/translate.smk).
 
+    crest translate assets [--pins config/debian_assets.yaml] [--root results/cache/debian]   Debian assets
     crest translate build-tiny --out DIR                    the offline random-weight NLLB
     crest translate convert --model SPEC --out DIR          HF checkpoint -> CTranslate2
     crest translate rows --corpus C.parquet --out R.parquet the rows every language translates
@@ -56,9 +57,21 @@ def _shard(args: argparse.Namespace) -> None:
         options=DecodeOptions.from_config(s), chunk_rows=s.get("chunk_rows", 2048), device=s.get("device", "auto"),
         device_index=s.get("device_index", [0]), compute_type=s.get("compute_type", "default"),
         threads=args.threads or s.get("threads", 0), inter_threads=s.get("inter_threads", 1), corpus=args.corpus,
-        progress=not args.no_progress)
-    print(json.dumps({k: meta.get(k) for k in ("corpus", "lang", "translator_is_random", "chunks", "chunks_resumed",
-                                              "throughput_this_run")}))
+        progress=not args.no_progress, backend=s.get("backend", "ctranslate2"), route=s.get("route"),
+        assets=s.get("assets"), asset_cache=s.get("asset_cache"))
+    print(json.dumps({k: meta.get(k) for k in ("corpus", "lang", "backend", "route", "translator_is_random",
+                                              "fallback_reason", "chunks", "chunks_resumed", "throughput_this_run")}))
+
+
+def _assets(args: argparse.Namespace) -> None:
+    from crest.translate.debian import install_assets
+
+    status = install_assets(args.pins, args.root, fallback=args.fallback)
+    if status["ok"]:
+        print(f"debian assets: {len(status['packages'])} packages ready under {status['tree']}")
+    else:
+        print(f"WARNING: debian assets unavailable: {status['reason']}; apertium and gloss languages will be "
+              "translated by models.translator instead (see their shards' fallback_reason)")
 
 
 def _source(args: argparse.Namespace) -> None:
@@ -120,6 +133,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--revision", default=None)
     p.add_argument("--source", default=None, help="convert this directory, recording --model as the name "
                    "(a built model such as tiny-nllb)")
+
+    p = add("assets", "download, verify (sha256) and unpack the pinned Debian packages, no root needed", _assets)
+    p.add_argument("--pins", default="config/debian_assets.yaml", type=Path)
+    p.add_argument("--root", default="results/cache/debian", type=Path)
+    p.add_argument("--fallback", action="store_true", help="a missing apt-get/dpkg-deb or a failed download is "
+                   "recorded in ROOT/status.json (the translate jobs fall back) instead of an error; a sha256 "
+                   "mismatch is always an error")
 
     p = add("rows", "select the source rows every language translates", _rows)
     p.add_argument("--corpus", required=True, type=Path)

@@ -42,7 +42,7 @@ DICTD_SHARE = "usr/share/dictd"
 _MODE_PATH_RE = re.compile(r"'[^']*/usr/share/apertium/")
 
 
-class AssetError(RuntimeError):
+class AssetError(ValueError):
     """A pinned Debian package could not be installed; the message names it."""
 
     def __init__(self, package: str, message: str) -> None:
@@ -241,3 +241,29 @@ def tool_env(tree: str | Path) -> dict[str, str]:
     return {**os.environ, "PATH": f"{tree / 'usr' / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "LD_LIBRARY_PATH": os.pathsep.join(libdirs + ([old_ld] if old_ld else [])),
             "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+
+
+def install_assets(pins_path: str | Path, root: str | Path, fallback: bool = False) -> dict[str, Any]:
+    """Install every pin of the assets file, check that Apertium runs, write `root/status.json`
+    (what the translate jobs read). With `fallback`, an unavailable package or a host the binaries
+    cannot run on is recorded there (`ok: false`, `reason`) instead of raised; a checksum mismatch
+    always raises."""
+    from crest.io import write_json
+    from crest.translate.apertium import check_engine
+
+    assets = Assets.load(pins_path)
+    status: dict[str, Any] = {"ok": False, "pins": str(pins_path), "root": str(root), "tree": str(tree_dir(root))}
+    try:
+        status.update(install(list(assets.pins.values()), root), ok=True)
+        if assets.engine and assets.modes:
+            mode = next(iter(assets.modes.values()))["mode"]
+            problem = check_engine(tree_dir(root), mode)
+            if problem:
+                raise AssetUnavailable(assets.engine[0], f"installed but does not run on this host: {problem}")
+    except AssetUnavailable as e:
+        if not fallback:
+            raise
+        status.update(ok=False, reason=str(e), packages={})
+        log.warning("debian assets unavailable: %s", e)
+    write_json(status, Path(root) / "status.json")
+    return status

@@ -12,6 +12,7 @@ from typing import Any
 from crest.languages import Language, check_codes
 from crest.models import BUILT_TRANSLATORS, resolve_translator
 from crest.schema import ConfigError
+from crest.translate.backends import check_backends
 
 ALL = "all"
 
@@ -94,9 +95,10 @@ def check_translate(config: dict[str, Any], table: dict[str, Language], origin: 
     if table[source].nllb is None:
         raise ConfigError(f"{origin}: translate.source_lang: {source!r} has no NLLB-200 code")
     try:
-        resolve_languages(section, config["languages"]["groups"], table)
+        codes, _ = resolve_languages(section, config["languages"]["groups"], table)
     except ConfigError as e:
         raise ConfigError(f"{origin}: {e}") from e
+    check_backends(section, codes, table, origin)
     if section["gpus"] and len(section["device_index"]) > section["gpus"]:
         raise ConfigError(f"{origin}: translate.device_index: {section['device_index']} names more GPUs than a "
                           f"job reserves (translate.gpus: {section['gpus']}); inside a job the reserved GPUs "

@@ -18,6 +18,7 @@ output is noise; every table built from such shards must say so.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 CORPUS_COLUMNS = ["id", "text", "label", "lang", "source", "category", "split", "origin"]
 REQUIRED_COLUMNS = ["id", "text", "label", "lang"]
 RAW_EXTRA = ["segments", "src_tokens", "out_tokens", "capped"]
+RAW_OPTIONAL = ["glossed"]  # words glossed per row (gloss backend)
 META_KEY = b"crest"
 
 
@@ -145,7 +147,8 @@ def translate_shard(rows_path: str | Path, model_dir: str | Path, out_path: str 
                     options: DecodeOptions = DecodeOptions(), chunk_rows: int = 2048, device: str = "auto",
                     device_index: Sequence[int] = (0,), compute_type: str = "default", threads: int = 0,
                     inter_threads: int = 1, corpus: str | None = None, progress: bool = True,
-                    translator=None) -> dict:
+                    translator=None, backend: str = "ctranslate2", route: Sequence[str] | None = None,
+                    assets: str | Path | None = None, asset_cache: str | Path | None = None) -> dict:
     """Translate the rows at `rows_path` into `lang`, chunk by chunk.
 
     Each finished chunk is checkpointed (atomically) in `.{lang}.parts/` beside the output, so a
@@ -153,15 +156,32 @@ def translate_shard(rows_path: str | Path, model_dir: str | Path, out_path: str 
     then merges them (ids checked: none missing, none repeated) into `out_path`. Chunks are the
     unit of batching too, so a resumed run gives exactly the output of an uninterrupted one.
     A rerun whose output exists with the same inputs and settings does nothing. `translator`: an
-    already loaded NllbTranslator for `model_dir` (benchmarks), else one is loaded if needed."""
+    already loaded NllbTranslator for `model_dir` (benchmarks), else one is loaded if needed.
+
+    `backend` apertium or gloss (crest.translate.backends) runs that engine over the same chunks,
+    from the Debian assets (`assets` pins file, `asset_cache` root); when they are unavailable
+    the model at `model_dir` translates instead and the shard records `fallback_reason`."""
+    from crest.translate.backends import NllbEngine, open_engine
     from crest.translate.nllb import resolve_device
 
     out_path, model_dir = Path(out_path), Path(model_dir)
     rows = pd.read_parquet(rows_path)
+    route = list(route or [source_lang, lang])
+    engine, engine_meta = None, {}
+    if backend != "ctranslate2":
+        if assets is None or asset_cache is None:
+            raise ValueError(f"backend {backend!r} needs the assets file and the asset cache")
+        engine, engine_meta = open_engine(backend, lang, route, assets, asset_cache)
     src_code, tgt_code = nllb_code(source_lang, languages), nllb_code(lang, languages)
-    resolved = resolve_device(device)
-    fingerprint = _digest(rows["id"].tolist(), rows["text"].tolist(), model_fingerprint(model_dir), src_code,
-                          tgt_code, options.as_dict(), chunk_rows, resolved, compute_type)
+    if engine is not None:
+        resolved = "cpu"
+        fingerprint = _digest(rows["id"].tolist(), rows["text"].tolist(), engine.info, chunk_rows)
+    else:
+        resolved = resolve_device(device)
+        route = [source_lang, lang]
+        parts_ = [rows["id"].tolist(), rows["text"].tolist(), model_fingerprint(model_dir), src_code, tgt_code,
+                  options.as_dict(), chunk_rows, resolved, compute_type]
+        fingerprint = _digest(*parts_, engine_meta) if engine_meta else _digest(*parts_)
     if out_path.is_file() and shard_metadata(out_path).get("fingerprint") == fingerprint:
         log.info("%s is up to date; nothing to do", out_path)
         return shard_metadata(out_path)
@@ -182,16 +202,17 @@ def translate_shard(rows_path: str | Path, model_dir: str | Path, out_path: str 
     todo = [i for i, p in enumerate(chunk_paths) if not p.is_file()]
     if len(todo) < n_chunks:
         log.info("resuming: %d of %d chunks already translated", n_chunks - len(todo), n_chunks)
-    provenance = load_provenance(model_dir)
+    provenance = load_provenance(model_dir) if engine is None else {}
     totals = {"rows": 0, "segments": 0, "src_tokens": 0, "out_tokens": 0, "seconds": 0.0}
     if todo:
-        if translator is None:
+        if engine is None and translator is None:
             from crest.translate.nllb import NllbTranslator
 
             inter = max(1, inter_threads)
             translator = NllbTranslator(model_dir, device=resolved, device_index=list(device_index),
                                         compute_type=compute_type, inter_threads=inter,
                                         intra_threads=max(0, threads // inter) if threads else 0)
+        run = engine if engine is not None else NllbEngine(translator, src_code, tgt_code, options)
         bar = _progress_bar(sum(min(chunk_rows, len(rows) - i * chunk_rows) for i in todo), f"{corpus or ''}:{lang}",
                             progress)
 
@@ -200,22 +221,25 @@ def translate_shard(rows_path: str | Path, model_dir: str | Path, out_path: str 
 
         try:
             t_start = time.perf_counter()
-            prepared = translator.prepare(chunk_rows_of(todo[0])["text"].tolist(), src_code, tgt_code, options)
+            prepared = run.prepare(chunk_rows_of(todo[0])["text"].tolist())
             for k, i in enumerate(todo):
                 chunk = chunk_rows_of(i)
-                submitted = translator.submit(prepared, options)
+                submitted = run.submit(prepared)
                 extra = len(prepared.pieces) - len(chunk)
                 if extra:
                     bar.total += extra
                     bar.refresh()
                 if k + 1 < len(todo):  # tokenise the next chunk while the device decodes this one
-                    prepared = translator.prepare(chunk_rows_of(todo[k + 1])["text"].tolist(), src_code, tgt_code,
-                                                  options)
-                result = translator.collect(submitted, progress=bar.update)
+                    prepared = run.prepare(chunk_rows_of(todo[k + 1])["text"].tolist())
+                result = run.collect(submitted, progress=bar.update)
                 out = chunk.assign(src_text=chunk["text"], text=result.texts, lang=lang,
                                    segments=result.segments, src_tokens=result.src_tokens,
                                    out_tokens=result.out_tokens, capped=result.capped)
-                _write_chunk(out[shard_columns(rows) + RAW_EXTRA], chunk_paths[i])
+                extra_cols = []
+                if getattr(result, "glossed", None) is not None:
+                    out = out.assign(glossed=result.glossed)
+                    extra_cols = ["glossed"]
+                _write_chunk(out[shard_columns(rows) + RAW_EXTRA + extra_cols], chunk_paths[i])
                 for key, value in (("rows", len(chunk)), ("segments", sum(result.segments)),
                                    ("src_tokens", sum(result.src_tokens)), ("out_tokens", sum(result.out_tokens))):
                     totals[key] += value
@@ -231,12 +255,15 @@ def translate_shard(rows_path: str | Path, model_dir: str | Path, out_path: str 
                           tokens_per_s=round(totals["out_tokens"] / totals["seconds"], 1))
     meta = {
         "corpus": corpus, "lang": lang, "nllb": tgt_code, "source_lang": source_lang, "translated": True,
+        "backend": "ctranslate2", "route": route,
         "translator_is_random": bool(provenance.get("random_weights", False)),
         "model": provenance.get("source", str(model_dir)), "quantization": provenance.get("quantization"),
         "device": resolved, "compute_type": compute_type, "options": options.as_dict(), "chunk_rows": chunk_rows,
         "chunks": n_chunks, "chunks_resumed": n_chunks - len(todo), "throughput_this_run": throughput,
-        "fingerprint": fingerprint,
+        "fingerprint": fingerprint, **engine_meta,
     }
+    if engine is not None:
+        meta.update(quantization=None, compute_type=None, options=None)
     write_shard(merged, out_path, meta)
     shutil.rmtree(parts, ignore_errors=True)
     if throughput.get("sentences_per_s"):
@@ -278,8 +305,8 @@ def source_shard(rows_path: str | Path, out_path: str | Path, qc_path: str | Pat
     """The source language's shard: the selected rows as they are (text == src_text)."""
     rows = pd.read_parquet(rows_path)
     shard = rows.assign(src_text=rows["text"])[shard_columns(rows)]
-    meta = {"corpus": corpus, "lang": lang, "source_lang": lang, "translated": False,
-            "translator_is_random": False, "model": None}
+    meta = {"corpus": corpus, "lang": lang, "source_lang": lang, "translated": False, "backend": None,
+            "route": [lang], "translator_is_random": False, "model": None}
     from crest.translate.qc import CHECKS
 
     zero = {c: 0 for c in CHECKS}
@@ -293,31 +320,55 @@ def source_shard(rows_path: str | Path, out_path: str | Path, qc_path: str | Pat
 # -- QC and the final shard --------------------------------------------------------------------------
 def qc_shard(raw_path: str | Path, out_path: str | Path, qc_path: str | Path, table_path: str | Path,
              languages: dict[str, Language], config: QCConfig = QCConfig()) -> dict:
-    """Check a raw shard, write the per-row QC table, the kept rows and the QC summary."""
+    """Check a raw shard, write the per-row QC table, the kept rows and the QC summary.
+
+    A gloss keeps the words its dictionary lacks in English, so its rows mix scripts: for the
+    gloss backend `script` only flags (recorded under `qc_not_dropping`), every other check applies."""
     raw = pd.read_parquet(raw_path)
     raw_meta = shard_metadata(raw_path)
     lang = raw_meta.get("lang") or str(raw["lang"].iloc[0])
     script = languages[lang].script
+    not_dropping = {}
+    if raw_meta.get("backend") == "gloss" and "script" in config.drop:
+        config = dataclasses.replace(config, drop=tuple(c for c in config.drop if c != "script"))
+        not_dropping["script"] = ("gloss: words missing from the dictionary stay English, so rows mix "
+                                  "scripts; flagged, not dropped")
     result = run_qc(raw["id"].tolist(), raw["src_text"].tolist(), raw["text"].tolist(), script, config,
                     capped=raw["capped"].tolist() if "capped" in raw else None,
                     same_language=lang == raw_meta.get("source_lang"))
     summary = {key: raw_meta.get(key) for key in ("corpus", "lang", "nllb", "source_lang", "translated",
-                                                  "translator_is_random", "model", "quantization", "device")}
+                                                  "backend", "route", "translator_is_random", "model",
+                                                  "quantization", "device")}
+    for key in ("requested_backend", "fallback_reason"):
+        if key in raw_meta:
+            summary[key] = raw_meta[key]
     summary["script"] = script
     summary.update(result.summary)
+    if "glossed" in raw:
+        words = int(raw["src_tokens"].sum())
+        summary["gloss_rate"] = round(int(raw["glossed"].sum()) / words, 4) if words else 0.0
+    if not_dropping:
+        summary["qc_not_dropping"] = not_dropping
     summary["translation"] = {"segments": int(raw["segments"].sum()), "rows_segmented": int((raw["segments"] > 1).sum()),
                               "src_tokens": int(raw["src_tokens"].sum()), "out_tokens": int(raw["out_tokens"].sum()),
                               "throughput_last_run": raw_meta.get("throughput_this_run")}
     summary["examples"] = _examples(raw, result.table)
     if summary["translator_is_random"]:
         summary["warning"] = "random-weight translator: these translations are noise"
+    if summary.get("fallback_reason"):
+        summary["warning"] = (f"{summary['requested_backend']} unavailable ({summary['fallback_reason']}); "
+                              f"translated by {summary['model']} instead" + (": noise" if summary["translator_is_random"]
+                                                                              else ""))
     write_parquet(result.table, table_path)
     write_json(summary, qc_path)
     check_drop_fraction(summary, config, f"{raw_path}")
-    kept = raw.loc[~result.table["dropped"].to_numpy(), [c for c in raw.columns if c not in RAW_EXTRA]]
+    kept = raw.loc[~result.table["dropped"].to_numpy(),
+                   [c for c in raw.columns if c not in RAW_EXTRA + RAW_OPTIONAL]]
     kept = kept.reset_index(drop=True)
     meta = {**{k: v for k, v in raw_meta.items() if k != "throughput_this_run"},
             "qc": {k: summary[k] for k in ("rows_in", "rows_kept", "rows_dropped", "dropped")}}
+    if "gloss_rate" in summary:
+        meta["gloss_rate"] = summary["gloss_rate"]
     write_shard(kept, out_path, meta)
     return summary
 
@@ -338,8 +389,10 @@ def summarise_corpus(qc_paths: Sequence[str | Path], out_path: str | Path) -> pd
     lines = []
     for path in qc_paths:
         s = json.loads(Path(path).read_text(encoding="utf-8"))
-        line = {"lang": s.get("lang"), "translated": s.get("translated"),
-                "translator_is_random": s.get("translator_is_random"), "rows_in": s.get("rows_in"),
+        line = {"lang": s.get("lang"), "translated": s.get("translated"), "backend": s.get("backend"),
+                "route": "-".join(s.get("route") or []), "gloss_rate": s.get("gloss_rate"),
+                "translator_is_random": s.get("translator_is_random"), "fallback": bool(s.get("fallback_reason")),
+                "rows_in": s.get("rows_in"),
                 "rows_kept": s.get("rows_kept"), "rows_dropped": s.get("rows_dropped")}
         for check in CHECKS:
             line[f"flag_{check}"] = s.get("flagged", {}).get(check, 0)
