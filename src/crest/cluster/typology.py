@@ -220,7 +220,8 @@ def map_languages(langs: Sequence[str], codes: Mapping[str, UrielCode]) -> tuple
     known = uriel_languages()
     unmapped = [c for c in langs if c not in codes]
     if unmapped:
-        raise ValueError(f"typology: {', '.join(unmapped)} not in {URIEL_CODES.name} (add a row per table language)")
+        raise ValueError(f"typology: no row for {', '.join(unmapped)} in the URIEL code table "
+                         f"(src/crest/cluster/{URIEL_CODES.name}: one row per table language)")
     have = [c for c in langs if codes[c].uriel in known]
     return have, [codes[c].uriel for c in have], [c for c in langs if codes[c].uriel not in known]
 
