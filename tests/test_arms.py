@@ -28,13 +28,23 @@ from crest.train.dataset import build_arm_dataset, shuffle_labels
 from crest.train.plan import dataset_settings, job_settings, train_jobs
 
 TABLE = load_languages(REPO_ROOT / "config/languages.tsv")
-DEMO = yaml.safe_load((REPO_ROOT / "config/demo.yaml").read_text())
-EVAL = set(DEMO["languages"]["groups"]["unseen_hrl"]) | set(DEMO["languages"]["groups"]["ood_lrl"])
+GROUPS = {"train": ["es", "en", "de", "ru", "cs", "fi", "hi", "ta", "zh", "vi", "ar", "sw", "tl"],
+          "unseen_hrl": ["fr", "it", "de", "pt", "es"],
+          "ood_lrl": ["gl", "is", "af", "sl", "si", "th", "mr", "ps", "jv", "ha", "ka"]}
+EVAL = set(GROUPS["unseen_hrl"]) | set(GROUPS["ood_lrl"])
+TRANSLATED = ["es", "de", "ru", "cs", "fi", "hi", "ta", "zh", "vi", "ar", "sw", "tl", "gl", "th", "si"]
 
 
 def _config(arms: dict, **train) -> dict:
-    config = copy.deepcopy(DEMO)
+    """The demo config with its own language groups and translated languages (the paper's groups),
+    so these tests do not follow the demo's choice of languages."""
+    config = yaml.safe_load((REPO_ROOT / "config/demo.yaml").read_text())
+    config["languages"]["groups"] = copy.deepcopy(GROUPS)
+    config["translate"] = {k: v for k, v in config["translate"].items() if k not in ("backends", "routes")}
+    config["translate"]["languages"] = list(TRANSLATED)
+    config.pop("evaluate", None)
     config["train"]["arms"] = arms
+    config["train"]["budget"] = None
     config["train"].update(train)
     return config
 
@@ -151,13 +161,14 @@ def test_crest_train_arms_prints_the_draws_with_their_tiers(tmp_path: Path, caps
     path = _write(tmp_path, _draw_config())
     assert main(["train", "arms", "--configfile", str(path), "--anchors", f"kmeans={anchors}"]) in (0, None)
     out = capsys.readouterr().out
-    rows = {line.split()[0]: line for line in out.splitlines()[3:]}
+    lines = out.splitlines()
+    rows = {line.split()[0]: line for line in lines[[i for i, x in enumerate(lines) if x.startswith("arm ")][0] + 1:]}
     want = "{}/{}/{}".format(*tier_counts(CREST, TABLE).values())
     assert set(rows) == {"crest", *(f"random_{i}" for i in range(5))}
     for arm, line in rows.items():
         langs = line.split(want, 1)[1].split()
         assert want in line and not set(langs) & EVAL, line
-    assert "evaluation languages" in out and "th" in out.splitlines()[0]
+    assert "th" in next(x for x in lines if x.startswith("evaluation languages"))
 
 
 # --- issue 13 item 4: the label-shuffled control ----------------------------------------------------
@@ -229,3 +240,20 @@ def test_the_shuffled_model_card_says_it_is_a_null_control() -> None:
     card = model_card(settings, summary, {"languages": ["en"], "label_shuffle": True})
     assert "a null control" in card and "label_shuffle: true" in card
     assert "null control" not in model_card(settings, summary, {"languages": ["en"], "label_shuffle": False})
+
+
+def test_the_paper_config_lists_five_tier_matched_draws_and_no_evaluation_language(tmp_path: Path, capsys) -> None:
+    anchors = tmp_path / "anchors.tsv"  # a fixed stand-in for the paper run's kmeans anchors
+    anchors.write_text("language\n" + "\n".join(["en", "ru", "zh", "vi", "fi", "ar", "cs", "hi", "ta", "sw", "tl"]) + "\n")
+    main(["train", "arms", "--configfile", str(REPO_ROOT / "config/config.yaml"), "--anchors", f"kmeans={anchors}"])
+    out = capsys.readouterr().out.splitlines()
+    paper = yaml.safe_load((REPO_ROOT / "config/config.yaml").read_text())["languages"]["groups"]
+    evaluation = set(paper["unseen_hrl"]) | set(paper["ood_lrl"])
+    rows = {line.split()[0]: line.split() for line in out[out.index(next(x for x in out if x.startswith("arm "))) + 1:]}
+    crest_tiers = rows["crest"][3]
+    assert [a for a in rows if a.startswith("random")] == [f"random_{i}" for i in range(5)]
+    assert {rows[f"random_{i}"][3] for i in range(5)} == {crest_tiers} and crest_tiers == "5/3/3"
+    assert len({tuple(rows[f"random_{i}"][4:]) for i in range(5)}) == 5
+    for arm, cells in rows.items():
+        langs = set(cells[4:]) if "/" in cells[3] else set()
+        assert not langs & evaluation or (arm == "paper13" and langs & evaluation == {"de", "es"}), arm

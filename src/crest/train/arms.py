@@ -204,8 +204,9 @@ def arm_languages(name: str, arms: Mapping[str, Any], ctx: ArmContext, _seen: tu
                 raise ConfigError(f"{where}: {item!r} is both a group name and a language code")
             codes.extend(ctx.groups.get(item, [item]))
         codes = list(dict.fromkeys(codes))
+        _check(codes, ctx, where, translated=False)
+        _refuse_evaluation(codes, forbidden, name, where)  # before "not translated": the rule that matters
         _check(codes, ctx, where)
-        _refuse_evaluation(codes, forbidden, name, where)
     if not codes:
         raise ConfigError(f"{where}: the arm has no languages")
     return codes

@@ -52,7 +52,7 @@ def _arms(args: argparse.Namespace) -> None:
     from crest.config import load_config, run_dir
     from crest.languages import load_languages
     from crest.paths import resolve
-    from crest.train.arms import arm_family, arm_languages, read_anchors, tier_counts
+    from crest.train.arms import anchor_methods, arm_family, arm_languages, read_anchors, tier_counts
     from crest.train.plan import arm_budget, arm_context, train_jobs
 
     config = load_config(args.configfile)
@@ -71,7 +71,8 @@ def _arms(args: argparse.Namespace) -> None:
     print(f"budget: {config['train'].get('budget') or 'none (each arm takes the rows train.data gives it)'}")
     print(f"{'arm':16s} {'family':14s} models  tiers h/m/l  languages")
     for arm, spec in arms.items():
-        codes = arm_languages(arm, arms, ctx)
+        known = all(m in (ctx.anchors or {}) for m in anchor_methods(arm, arms, ctx.methods))
+        codes = arm_languages(arm, arms, ctx) if known else None
         n = sum(j[0] == arm for j in jobs)
         notes = [k for k, on in (("labels shuffled", spec.get("shuffle_labels")),
                                  ("no budget", config["train"].get("budget") and arm_budget(config["train"], arm) is None))
