@@ -257,3 +257,16 @@ def test_the_paper_config_lists_five_tier_matched_draws_and_no_evaluation_langua
     for arm, cells in rows.items():
         langs = set(cells[4:]) if "/" in cells[3] else set()
         assert not langs & evaluation or (arm == "paper13" and langs & evaluation == {"de", "es"}), arm
+
+
+def test_a_draws_data_at_job_time_is_the_draw_crest_train_arms_shows(toy_shards, tmp_path: Path) -> None:
+    config = load_config(_draw_config())
+    anchors = tmp_path / "anchors.tsv"
+    anchors.write_text("language\n" + "\n".join(CREST) + "\n")
+    expected = arm_languages("random_3", config["train"]["arms"], _ctx(config, anchors={"kmeans": CREST}))
+    settings = json.loads(json.dumps(dataset_settings(config, "random_3", TABLE)))  # as the rule passes it
+    shards = toy_shards(sorted(set(TRANSLATED) | {"en"}), rows=100)
+    info = build_arm_dataset(settings, shards, tmp_path / "d.parquet", tmp_path / "d.json",
+                             anchors={"kmeans": anchors}, table=TABLE)
+    assert info["languages"] == expected and (info["family"], info["draw"]) == ("random", 3)
+    assert info["eval_languages_trained"] == [] and set(info["tiers"]) == set(expected)
