@@ -270,3 +270,13 @@ def test_a_draws_data_at_job_time_is_the_draw_crest_train_arms_shows(toy_shards,
                              anchors={"kmeans": anchors}, table=TABLE)
     assert info["languages"] == expected and (info["family"], info["draw"]) == ("random", 3)
     assert info["eval_languages_trained"] == [] and set(info["tiers"]) == set(expected)
+
+
+def test_a_study_adds_its_own_unseen_languages_with_eval_languages() -> None:
+    config = _config({"indic": {"languages": ["hi", "ta"]}}, eval_languages=["ood_lrl", "ta"])
+    with pytest.raises(ConfigError, match=r"arm 'indic' would train on ta"):
+        load_config(config)
+    ok = load_config(_config({"indic": {"languages": ["hi", "de"]}}, eval_languages=["ood_lrl", "ta"]))
+    assert "de" not in _ctx(ok).evaluation  # unseen_hrl is no longer named: de may train
+    with pytest.raises(ConfigError, match=r"train\.eval_languages: 'indic_unseen' is neither a group"):
+        load_config(_config({"e": {"languages": ["en"]}}, eval_languages=["indic_unseen"]))
