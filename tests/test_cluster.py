@@ -212,7 +212,11 @@ def test_rule_targets_and_candidates_from_the_demo_config() -> None:
     assert "results/demo/clusters/hdbscan/figures/map_umap.png" in targets
     assert not any("hdbscan/figures/k_curve" in t for t in targets)
     assert anchors_path(config, "results/demo") == "results/demo/clusters/kmeans/anchors.tsv"
-    candidates = anchor_candidates(config, load_languages())
-    assert candidates[0] == "en" and {"sw", "tl"} <= set(candidates)  # translate.languages ...
+    from crest.translate.plan import resolve_languages
+
+    table = load_languages()
+    candidates = anchor_candidates(config, table)
+    translated, _ = resolve_languages(config["translate"], config["languages"]["groups"], table)
+    assert candidates[0] == "en" and len(candidates) >= 2 and set(candidates) <= set(translated)  # translated ...
     groups = config["languages"]["groups"]  # ... but never an evaluation language (contract 5)
     assert set(candidates).isdisjoint(groups["unseen_hrl"] + groups["ood_lrl"]) and "th" not in candidates
