@@ -11,7 +11,6 @@ not be verified.
 
 from __future__ import annotations
 
-import csv
 import difflib
 import math
 import re
