@@ -21,9 +21,14 @@ def normalise_text(text: str) -> str:
     return _SPACE.sub(" ", unicodedata.normalize("NFC", text)).strip()
 
 
+def fold_words(text: str) -> str:
+    """Compatibility-folded, case-folded words joined by single spaces (punctuation removed)."""
+    return _NOT_WORD.sub(" ", unicodedata.normalize("NFKC", text).casefold()).strip()
+
+
 def dedup_key(text: str) -> str:
     """Near-duplicate key: compatibility-folded, case-folded, punctuation and spaces removed."""
-    return _NOT_WORD.sub("", unicodedata.normalize("NFKC", text).casefold())
+    return fold_words(text).replace(" ", "")
 
 
 def clean_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, Counter]:

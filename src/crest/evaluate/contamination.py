@@ -23,8 +23,6 @@ Counts go to the set's json (`contamination`) and, over all sets, to eval/contam
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +30,13 @@ from typing import Any
 
 import pandas as pd
 
-from crest.data.clean import dedup_key
+from crest.data.clean import dedup_key, fold_words
 from crest.io import write_text
 
 TRAINING_SPLITS = ("train", "validation")
 """Splits of a training shard the arms read (validation drives early stopping and calibration)."""
 TSV_COLUMNS = ["benchmark", "lang", "rows_before", "exact_dropped", "near_dropped", "rows_after", "against",
                "cluster_overlap", "in_distribution"]
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 
 @dataclass(frozen=True)
@@ -56,9 +53,9 @@ class Settings:
 
 
 def shingle_text(text: str) -> str:
-    """Case-folded words joined by single spaces: punctuation and spacing differences vanish,
-    word boundaries stay (they carry information at the 5-gram level)."""
-    return " ".join(_WORD.findall(unicodedata.normalize("NFKC", str(text)).casefold()))
+    """The text n-grams are taken from: `crest.data.clean.fold_words` (case, punctuation and
+    spacing differences vanish; word boundaries stay, they carry information at 5 characters)."""
+    return fold_words(str(text))
 
 
 def shingles(text: str, n: int) -> list[bytes]:
@@ -100,12 +97,13 @@ class TrainingIndex:
         return result
 
 
-def read_training_texts(path: str | Path, lang: str | None = None) -> list[str]:
-    """Texts of the training splits of a shard or corpus parquet (rows of `lang` when it has
-    several languages)."""
-    df = pd.read_parquet(path, columns=None)
-    if "split" in df.columns:
-        df = df[df["split"].isin(TRAINING_SPLITS)]
+def read_training_texts(path: str | Path, lang: str | None = None,
+                        splits: Sequence[str] | None = TRAINING_SPLITS) -> list[str]:
+    """Texts of a shard or corpus parquet: rows of `splits` (None: all), of `lang` when the file
+    holds several languages."""
+    df = pd.read_parquet(path)
+    if splits is not None and "split" in df.columns:
+        df = df[df["split"].isin(list(splits))]
     if lang is not None and "lang" in df.columns and df["lang"].nunique() > 1:
         df = df[df["lang"] == lang]
     return df["text"].dropna().astype(str).tolist()
@@ -162,21 +160,15 @@ def check_set(df: pd.DataFrame, *, kind: str, lang: str, training: Mapping[str, 
     columns = text_languages(df, kind, lang, source_lang)
     needed = set(columns.values())
     indexes = {c: TrainingIndex(read_training_texts(training[c], c), settings) for c in needed if c in training}
-    cluster_indexes = {c: TrainingIndex(_all_texts(cluster[c], c), settings) for c in needed if cluster and c in cluster}
+    # the language map was built from every row of the clustering corpus, whatever its split
+    cluster_indexes = {c: TrainingIndex(read_training_texts(cluster[c], c, splits=None), settings)
+                       for c in needed if cluster and c in cluster}
     kept, counts = decontaminate(df, columns, indexes, cluster_indexes)
     counts.update(training={c: str(training[c]) for c in sorted(indexes)},
                   cluster={c: str(cluster[c]) for c in sorted(cluster_indexes)} if cluster_indexes else {},
                   unchecked=sorted(needed - set(indexes)), threshold=settings.threshold, ngram=settings.ngram,
                   num_perm=settings.num_perm)
     return kept, counts
-
-
-def _all_texts(path: str | Path, lang: str) -> list[str]:
-    """Every text of a clustering-corpus file (all splits: the map was built from all of them)."""
-    df = pd.read_parquet(path)
-    if "lang" in df.columns and df["lang"].nunique() > 1:
-        df = df[df["lang"] == lang]
-    return df["text"].dropna().astype(str).tolist()
 
 
 def contamination_table(metas: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
