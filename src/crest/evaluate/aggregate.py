@@ -87,13 +87,13 @@ def parallel_rows(preds: pd.DataFrame, keys: pd.DataFrame) -> tuple[pd.DataFrame
     """The rows of `preds` in the sets `keys` names (model, seed, benchmark, lang, any extra
     columns joined on), keeping per benchmark only the ids present in every one of its sets.
     Returns (rows, kept ids per benchmark, dropped ids per benchmark)."""
-    keys = keys.astype({"model": str, "benchmark": str, "lang": str})
+    keys = keys.astype({"model": str, "benchmark": str, "lang": str}).drop_duplicates(UNIT)
     sub = preds[preds["benchmark"].isin(set(keys["benchmark"])) & preds["model"].isin(set(keys["model"]))]
-    p = sub.astype({"model": str, "benchmark": str, "lang": str}).merge(keys, on=UNIT, how="inner")
-    p = p.drop_duplicates([*UNIT, "id"])
+    strings = {c: str for c in ("model", "benchmark", "lang") if sub[c].dtype != object}
+    p = (sub.astype(strings) if strings else sub).merge(keys, on=UNIT, how="inner")  # ids are unique within a set
     if p.empty:
         return p, {}, {}
-    units = p.groupby("benchmark")[["model", "seed", "lang"]].apply(lambda g: len(g.drop_duplicates()))
+    units = keys.groupby("benchmark").size()  # sets per benchmark: an id must be in all of them
     present = p.groupby(["benchmark", "id"]).size()
     full = present[present.to_numpy() == units.reindex(present.index.get_level_values(0)).to_numpy()]
     kept = p.set_index(["benchmark", "id"]).index.isin(full.index)
@@ -108,18 +108,20 @@ def parallel_counts(preds: pd.DataFrame, sets: pd.DataFrame, ranking: bool = Fal
     threshold_cal). Ids are intersected per benchmark over every set of it in `sets`."""
     keys = sets.assign(seed=seed_key(sets["seed"]))[[*UNIT, "threshold", "threshold_cal"]].drop_duplicates(UNIT)
     p, kept_ids, dropped_ids = parallel_rows(preds, keys)
+    groups = p.groupby(UNIT, sort=False)
+    code = groups.ngroup().to_numpy()
+    counts = groups.size().reset_index()[UNIT]  # one row per set, in ngroup order
     label = p["label"].to_numpy() == 1
     prob = p["prob_unsafe"].to_numpy()
-    cal = p["threshold_cal"].to_numpy(dtype=float)
-    out = {}
-    for suffix, thr in (("", p["threshold"].to_numpy(dtype=float)), ("_cal", cal)):
+    size = len(counts)
+    for suffix, col in (("", "threshold"), ("_cal", "threshold_cal")):
+        thr = p[col].to_numpy(dtype=float)
         flagged = prob >= thr
-        valid = ~np.isnan(thr)
-        out.update({f"tp{suffix}": flagged & label, f"fp{suffix}": flagged & ~label, f"fn{suffix}": ~flagged & label,
-                    f"tn{suffix}": ~flagged & ~label, f"valid{suffix}": valid})
-    frame = pd.DataFrame({**{c: p[c].to_numpy() for c in UNIT}, **out})
-    counts = frame.groupby(UNIT, sort=False).agg(
-        **{k: (k, "sum") for k in out if not k.startswith("valid")}, valid_cal=("valid_cal", "all")).reset_index()
+        for name, hit in (("tp", flagged & label), ("fp", flagged & ~label), ("fn", ~flagged & label),
+                          ("tn", ~flagged & ~label)):
+            counts[f"{name}{suffix}"] = np.bincount(code, weights=hit, minlength=size).astype(np.int64)
+    counts["valid_cal"] = np.bincount(code, weights=np.isnan(p["threshold_cal"].to_numpy(dtype=float)),
+                                      minlength=size) == 0
     if ranking:
         from sklearn.metrics import average_precision_score, roc_auc_score
 
