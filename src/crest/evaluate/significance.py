@@ -90,41 +90,42 @@ def comparisons(families: dict[str, list[str]]) -> list[tuple[str, str]]:
     return pairs + [(a, b) for a, b in TRANSFER_PAIRS if a in families and b in families]
 
 
-def _flags(rows: pd.DataFrame, members: list[tuple[str, int]], calibrated: bool) -> np.ndarray:
-    col = "threshold_cal" if calibrated else "threshold"
-    out = []
-    for model, seed in members:
-        r = rows[(rows["model"] == model) & (rows["seed"] == seed)].sort_values("id")
-        out.append(r["prob_unsafe"].to_numpy() >= r[col].to_numpy(dtype=float))
-    return np.vstack(out)
+def _flags(by_member: dict[tuple[str, int], pd.DataFrame], members: list[tuple[str, int]], col: str) -> np.ndarray:
+    return np.vstack([by_member[m]["prob_unsafe"].to_numpy() >= by_member[m][col].to_numpy(dtype=float)
+                      for m in members])
 
 
 def _compare(metrics: pd.DataFrame, preds: pd.DataFrame, a_models: list[str], b_models: list[str],
-             sets: pd.DataFrame, calibrated: bool, boot: dict[str, Any]) -> dict[str, Any] | None:
-    """One comparison on the (benchmark, lang) pairs of `sets` (same pairs for A and B)."""
+             sets: pd.DataFrame, boot: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One comparison on the (benchmark, lang) pairs of `sets` (same pairs for A and B), at each
+    operating point the models have (calibrated: only when every set has its threshold)."""
     pairs = sets[["benchmark", "lang"]].drop_duplicates()
     ok = metrics[(metrics["status"] == "ok") & metrics["model"].isin(a_models + b_models)]
     ok = ok.assign(seed=seed_key(ok["seed"])).merge(pairs, on=["benchmark", "lang"])
-    if calibrated and ok["threshold_cal"].isna().any():
-        return None
     keys = ok[[*UNIT, "threshold", "threshold_cal", "set_class"]]
     rows, _, dropped = parallel_rows(preds, keys)
-    items = []
+    points = {"default": "threshold"} | ({} if ok["threshold_cal"].isna().any() else {"calibrated": "threshold_cal"})
+    items: dict[str, list[dict[str, Any]]] = {p: [] for p in points}
     for (bench, lang), g in rows.groupby(["benchmark", "lang"], sort=True):
-        members = list(dict.fromkeys(zip(g["model"], g["seed"])))
-        a = [m for m in members if m[0] in a_models]
-        b = [m for m in members if m[0] in b_models]
+        by_member = {m: r.sort_values("id") for m, r in g.groupby(["model", "seed"], sort=False)}
+        a = [m for m in by_member if m[0] in a_models]
+        b = [m for m in by_member if m[0] in b_models]
         if not a or not b:
             continue
-        first = g[(g["model"] == a[0][0]) & (g["seed"] == a[0][1])].sort_values("id")
-        items.append({"lang": lang, "labels": first["label"].to_numpy(), "metric": METRIC[first["set_class"].iloc[0] or "mixed"],
-                      "a": _flags(g, a, calibrated), "b": _flags(g, b, calibrated)})
-    if not items:
-        return None
-    res = paired_bootstrap(items, resamples=boot.get("resamples", 1000), level=boot.get("level", 0.95),
-                           seed=boot.get("seed", 13))
-    return {**res, "sets": len(items), "languages": len({i["lang"] for i in items}),
-            "rows": int(sum(len(i["labels"]) for i in items)), "dropped_ids": int(sum(dropped.values()))}
+        first = by_member[a[0]]
+        for point, col in points.items():
+            items[point].append({"lang": lang, "labels": first["label"].to_numpy(),
+                                 "metric": METRIC[first["set_class"].iloc[0] or "mixed"],
+                                 "a": _flags(by_member, a, col), "b": _flags(by_member, b, col)})
+    out = {}
+    for point, its in items.items():
+        if not its:
+            continue
+        res = paired_bootstrap(its, resamples=boot.get("resamples", 1000), level=boot.get("level", 0.95),
+                               seed=boot.get("seed", 13))
+        out[point] = {**res, "sets": len(its), "languages": len({i["lang"] for i in its}),
+                      "rows": int(sum(len(i["labels"]) for i in its)), "dropped_ids": int(sum(dropped.values()))}
+    return out
 
 
 def significance(metrics: pd.DataFrame, preds: pd.DataFrame, roles: pd.DataFrame, *,
@@ -147,6 +148,7 @@ def significance(metrics: pd.DataFrame, preds: pd.DataFrame, roles: pd.DataFrame
             if not a_models or not b_models:
                 continue
             a_rows = trained[trained["model"].isin(a_models) & (trained["status"] == "ok")]
+            preds_ab = preds[preds["model"].isin(a_models + b_models)]
             held_out = ~a_rows["in_distribution"].astype(bool) if "in_distribution" in a_rows else True
             b_seen = set(roles[roles["model"].isin(b_models) & (roles["role"] == "seen")]["language"]) if not roles.empty else set()
             groups: list[tuple[str, str, pd.DataFrame, str]] = []
@@ -162,10 +164,7 @@ def significance(metrics: pd.DataFrame, preds: pd.DataFrame, roles: pd.DataFrame
             for group, bench, sel, left in groups:
                 if sel.empty:
                     continue
-                for point, cal in (("default", False), ("calibrated", True)):
-                    res = _compare(metrics, preds, a_models, b_models, sel, cal, boot)
-                    if res is None:
-                        continue
+                for point, res in _compare(metrics, preds_ab, a_models, b_models, sel, boot).items():
                     metric = "f1" if bench == "all" else METRIC[sel["set_class"].iloc[0] or "mixed"]
                     dropped = res.pop("dropped_ids")
                     note = "; ".join(x for x in (left, f"{dropped} ids not in every set" if dropped else "") if x)
