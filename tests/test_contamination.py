@@ -89,3 +89,22 @@ def test_build_set_drops_before_sampling_and_the_table_counts(tmp_path: Path):
     assert list(back.columns[:7]) == ["benchmark", "lang", "rows_before", "exact_dropped", "near_dropped", "rows_after",
                                       "against"]
     assert json.loads((tmp_path / "sets/b/en.json").read_text())["contamination"]["rows_after"] == 2
+
+
+def test_paper_plan_checks_against_the_training_shards_and_flags_in_distribution():
+    from crest.config import load_config
+    from crest.evaluate.workflow import EvalPlan
+    from crest.paths import REPO_ROOT
+
+    plan = EvalPlan(load_config(REPO_ROOT / "config/config.yaml"), "results/paper")
+    spec = plan.contamination
+    tr = "results/paper/translated/train"
+    assert spec["aegis2_translated/de"]["training"] == {"de": f"{tr}/de.parquet", "en": f"{tr}/en.parquet"}
+    assert spec["harmbench/en"]["training"] == {"en": f"{tr}/en.parquet"}
+    assert spec["generated_cs/en-hi"]["training"] == {"en": f"{tr}/en.parquet", "hi": f"{tr}/hi.parquet"}
+    assert spec["aegis2/en"]["in_distribution"] and spec["aegis2_translated/sw"]["in_distribution"]
+    assert not spec["benchmarks_translated/sw"]["in_distribution"] and not spec["multijail/zh"]["in_distribution"]
+    # MultiJail builds the language map and is a test set: checked against the cluster corpus, counted only
+    assert spec["multijail/zh"]["cluster"] == {"zh": "results/paper/translated/cluster/zh.parquet"}
+    assert not spec["harmbench/en"]["cluster"]
+    assert f"{tr}/hi.parquet" in plan.set_inputs("generated_cs", "en-hi")
