@@ -241,6 +241,7 @@ if EV.sets:
         input:
             metrics=f"{EV.dir}/metrics.csv",
             per_set=EV.metrics_files(),  # the PR curves are read from each set's metrics json
+            roles=f"{EV.dir}/roles.tsv",
             cluster=list(EV.cluster.values()),
         output:
             png=[
@@ -265,7 +266,7 @@ if EV.sets:
             "../../envs/crest.yaml"
         shell:
             "crest evaluate figures --metrics {input.metrics} --out-dir {params.out} --groups {params.groups}"
-            " --group {params.group} {params.cluster} --models {params.models} > {log} 2>&1"
+            " --group {params.group} {params.cluster} --roles {input.roles} --models {params.models} > {log} 2>&1"
 
     rule paper_qc:
         input:

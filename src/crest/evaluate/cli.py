@@ -118,7 +118,8 @@ def _baseline(args: argparse.Namespace) -> None:
     model = {"kind": "baseline", "name": args.name, "title": spec.get("title") or args.name, "family": spec["family"],
              "path": spec["model"], "translator_is_random": False}
     settings.setdefault("calibrated", [0.5, "official decision rule"])  # p(unsafe) >= p(safe), as the cards use them
-    options = {k: spec[k] for k in ("tokenizer", "revision", "dtype", "batch_size", "max_length", "system_prompt_file")
+    options = {k: spec[k] for k in ("tokenizer", "revision", "dtype", "batch_size", "max_length", "system_prompt_file",
+                                    "mapping")
                if spec.get(k) is not None}
 
     def factory():
@@ -197,7 +198,9 @@ def _figures(args: argparse.Namespace) -> None:
     from crest.evaluate.collect import read_clusters, read_metrics_csv
     from crest.evaluate.figures import write_figures
 
-    df = read_metrics_csv(args.metrics)
+    from crest.evaluate.roles import attach_roles, read_roles
+
+    df = attach_roles(read_metrics_csv(args.metrics), read_roles(args.roles)) if args.roles else read_metrics_csv(args.metrics)
     paths = write_figures(df, args.out_dir, group=args.group, clusters=read_clusters(args.clusters),
                           groups=_json(args.groups), models=args.models or [], language_map_png=args.language_map,
                           with_language_map=not args.no_language_map)
@@ -321,6 +324,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clusters")
     p.add_argument("--models", nargs="*", help="display order of the models")
     p.add_argument("--language-map", help="the clustering stage's language map (png)")
+    p.add_argument("--roles", type=Path, help="eval/roles.tsv: each model's own roles for the bars")
     p.add_argument("--no-language-map", action="store_true")
 
     p = add("qc", "QC and provenance tables for the report", _qc)

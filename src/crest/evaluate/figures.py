@@ -1,7 +1,8 @@
 """Paper figures from the long metrics table (PNG and PDF each):
 
 - f1_by_language: F1 per language, one panel per model, bars coloured by the language's cluster
-  (clustering stage), training (ID) languages outlined, OOD low-resource languages hatched;
+  (clustering stage), each model's own training languages outlined, its OOD low-resource languages
+  hatched, unseen high-resource dotted (roles.tsv; the config's named lists without it);
 - transfer_heatmap: F1 of every model (rows) in every language (columns);
 - pr_curves: precision-recall curves, one panel per benchmark, one line per model;
 - language_map: the clustering stage's map of the languages, copied (see crest.cluster).
@@ -118,7 +119,12 @@ def f1_by_language(df: pd.DataFrame, stem: Path, *, group: str, clusters: dict[s
         return _placeholder(stem, "F1 by language", f"no '{group}' benchmark was evaluated in this run")
     langs = _language_order(list(dict.fromkeys(data["lang"])), clusters, groups)
     colours = _cluster_colours(clusters, langs)
-    train, ood, hrl = set(groups.get("train", [])), set(groups.get("ood_lrl", [])), set(groups.get("unseen_hrl", []))
+    named = {c: r for r, g in (("ood_lrl", "ood_lrl"), ("unseen_hrl", "unseen_hrl"), ("seen", "train"))
+             for c in groups.get(g, [])}
+    own = {}  # each model's own roles (roles.tsv, via the `role` column) where the run has them
+    if "role" in df:
+        sub = df[df["role"].astype(str) != ""]
+        own = dict(zip(zip(sub["model"], sub["lang"]), sub["role"]))
     fig, axes = plt.subplots(len(models), 1, figsize=(max(6.0, 0.42 * len(langs) + 1.5), 2.3 * len(models) + 0.9),
                              sharex=True, squeeze=False)
     x = np.arange(len(langs))
@@ -132,9 +138,11 @@ def f1_by_language(df: pd.DataFrame, stem: Path, *, group: str, clusters: dict[s
             if r["status"] != "ok" or np.isnan(r["f1"]):
                 ax.text(i, 0.02, "×", ha="center", va="bottom", color="#b00", fontsize=11)
                 continue
-            ax.bar(i, r["f1"], color=colour, edgecolor="black" if lang in train else colour,
-                   linewidth=1.4 if lang in train else 0.5, hatch="///" if lang in ood else ("..." if lang in hrl else None),
-                   alpha=0.55 if r["random"] else 1.0)
+            role = own.get((model, lang)) or named.get(lang)
+            seen = role == "seen"
+            hatch = {"ood_lrl": "///", "unseen_hrl": "..."}.get(role)
+            ax.bar(i, r["f1"], color=colour, edgecolor="black" if seen or hatch else colour,  # hatches take the edge colour
+                   linewidth=1.4 if seen else 0.4, hatch=hatch, alpha=0.55 if r["random"] else 1.0)
             ax.text(i, r["f1"] + 0.015, f"{r['f1'] * 100:.0f}", ha="center", va="bottom", fontsize=6.5)
         ax.set_ylim(0, 1.1)
         ax.set_ylabel("F1")
@@ -143,11 +151,12 @@ def f1_by_language(df: pd.DataFrame, stem: Path, *, group: str, clusters: dict[s
         ax.set_axisbelow(True)
     ax = axes[-1, 0]
     ax.set_xticks(x)
-    ax.set_xticklabels([f"{c}\n{_role(c, groups)}" for c in langs], fontsize=8)
+    ax.set_xticklabels([c if own else f"{c}\n{_role(c, groups)}" for c in langs], fontsize=8)  # roles differ per model
     handles = [Patch(facecolor=colours[n], label=f"cluster {n}") for n in colours]
     if not colours:
         handles.append(Patch(facecolor="#bbbbbb", label="no clustering in this run"))
-    handles += [Patch(facecolor="white", edgecolor="black", linewidth=1.4, label="ID (training language)"),
+    handles += [Patch(facecolor="white", edgecolor="black", linewidth=1.4,
+                      label="trained on (this model)" if own else "ID (training language)"),
                 Patch(facecolor="white", edgecolor="black", hatch="///", label="OOD low-resource"),
                 Patch(facecolor="white", edgecolor="black", hatch="...", label="unseen high-resource")]
     fig.legend(handles=handles, loc="upper center", ncol=min(len(handles), 5), fontsize=8, frameon=False,
