@@ -116,6 +116,9 @@ def test_config_checks_name_the_key(tmp_path: Path):
             load_config(_config(tmp_path, {"benchmarks": benchmarks}))
     with pytest.raises(ConfigError, match="evaluate.codeswitch.cs"):
         load_config(_config(tmp_path, {"codeswitch": {"cs": {"corpus": "safety", "embedded": ["gl"]}}}))
+    with pytest.raises(ConfigError, match=r"evaluate.codeswitch.cs.aligner.encoder: 'large' is not a key"):
+        load_config(_config(tmp_path, {"codeswitch": {"cs": {"corpus": "safety", "embedded": ["de"],
+                                                              "aligner": {"encoder": "large"}}}}))
 
 
 # -- scoring --------------------------------------------------------------------------------------

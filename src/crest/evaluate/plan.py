@@ -299,6 +299,11 @@ def check_evaluate(config: dict[str, Any], table: dict[str, Language], origin: s
         except (ConfigError, ValueError) as e:
             raise err(str(e)) from e
         check_corpus(where, spec["corpus"], [spec["matrix"], *embedded])
+        encoders = (config.get("models") or {}).get("encoders") or {}
+        encoder = (spec.get("aligner") or {}).get("encoder")
+        if encoder is not None and encoder not in encoders:
+            raise err(f"{where}.aligner.encoder: {encoder!r} is not a key of models.encoders "
+                      f"({', '.join(encoders) or 'none'})")
     for name, spec in section.get("baselines", {}).items():
         if spec.get("system_prompt_file") and not resolve(spec["system_prompt_file"]).is_file():
             raise err(f"evaluate.baselines.{name}.system_prompt_file: {spec['system_prompt_file']!r} not found")
