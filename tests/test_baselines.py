@@ -28,7 +28,8 @@ def build_tokenizer(out: Path, chat_template: str | None):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=SPECIALS, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = sample_texts(("en", "de", "fr", "hi", "zh"), 150) + ["safe unsafe yes no Harmful request:"] * 50 + TEXTS
+    corpus = (sample_texts(("en", "de", "fr", "hi", "zh"), 150) + ["safe unsafe yes no Harmful request:"] * 50
+              + ["Safety: Safe Safety: Unsafe Safety: Controversial"] * 50 + TEXTS)
     tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
                                    pad_token="<pad>")
@@ -158,3 +159,78 @@ def test_whitespace_first_tokens_are_skipped(tiny_llama):
 def test_unknown_family():
     with pytest.raises(ValueError, match="unknown baseline family"):
         load_scorer("shieldgemma", "x")
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen3(tmp_path_factory) -> Path:
+    """A random Qwen3ForCausalLM (Qwen3Guard-Gen's architecture class) with a ChatML template that ends
+    in the assistant turn, as Qwen3Guard's does."""
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    from crest.evaluate.baselines import QWEN3GUARD_FALLBACK_TEMPLATE
+
+    out = tmp_path_factory.mktemp("qwen3guard")
+    tok = build_tokenizer(out, chat_template=QWEN3GUARD_FALLBACK_TEMPLATE)
+    torch.manual_seed(3)
+    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=4096,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    Qwen3ForCausalLM(cfg).save_pretrained(out)
+    return out
+
+
+def test_qwen3guard_verdict_probabilities(tiny_qwen3):
+    from transformers import AutoModelForCausalLM
+
+    from crest.evaluate.baselines import Qwen3GuardJudge
+
+    strict = load_scorer("qwen3guard", tiny_qwen3, device="cpu", batch_size=3)
+    loose = load_scorer("qwen3guard", tiny_qwen3, device="cpu", batch_size=3, mapping="loose")
+    assert isinstance(strict, Qwen3GuardJudge) and strict.mapping == "strict" and loose.mapping == "loose"
+    text = strict.tokenizer.decode(strict.prompt_ids("hello"))
+    assert text.startswith("<|im_start|>user\nhello<|im_end|>") and text.endswith("<|im_start|>assistant\nSafety:")
+    p_strict, p_loose = _check_probabilities(strict), _check_probabilities(loose)
+
+    # by hand: softmax at the last position over the three verdict tokens, renormalised
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen3).eval()
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([strict.prompt_ids(TEXTS[0])])).logits[0, -1]
+    probs = torch.softmax(logits.float(), -1)[[strict.neg_id, strict.pos_id, strict.cont_id]]
+    safe, unsafe, cont = (probs / probs.sum()).tolist()
+    assert p_loose[0] == pytest.approx(unsafe, abs=1e-5) and p_strict[0] == pytest.approx(unsafe + cont, abs=1e-5)
+    assert np.all(p_strict >= p_loose)
+    d = strict.describe()
+    assert d["family"] == "qwen3guard" and d["mapping"] == "strict" and sum(d["verdicts"].values()) == 2 * len(TEXTS)
+    with pytest.raises(ValueError, match="unknown Qwen3Guard mapping"):
+        load_scorer("qwen3guard", tiny_qwen3, device="cpu", mapping="lenient")
+
+
+@pytest.mark.parametrize("answer,strict,loose", [
+    ("Safety: Unsafe\nCategories: Violent", 1, 1), ("Safety: Controversial\nCategories: Politically Sensitive Topics", 1, 0),
+    ("Safety: Safe\nCategories: None\nRefusal: Yes", 0, 0), ("I cannot tell", None, None)])
+def test_qwen3guard_answer_parsing(answer, strict, loose):
+    from crest.evaluate.baselines import parse_qwen3guard
+
+    assert parse_qwen3guard(answer, "strict") == strict and parse_qwen3guard(answer, "loose") == loose
+
+
+def test_crest_base_reads_the_unsafe_index_from_id2label(tmp_path: Path):
+    """A checkpoint whose labels are in the other order (0 = unsafe): the adapter scores logit 0."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+    model = build_tiny_xlmr(tmp_path / "xlmr", num_labels=2)
+    config = AutoConfig.from_pretrained(model)
+    config.id2label, config.label2id = {0: "UNSAFE", 1: "SAFE"}, {"UNSAFE": 0, "SAFE": 1}
+    config.save_pretrained(model)
+    scorer = load_scorer("crest", model, device="cpu")
+    assert scorer.guard.unsafe == 0
+    net = AutoModelForSequenceClassification.from_pretrained(model).eval()
+    tok = AutoTokenizer.from_pretrained(model)
+    with torch.inference_mode():
+        expected = net(**tok(TEXTS[:1], return_tensors="pt")).logits.softmax(-1)[0, 0].item()
+    assert scorer.score(TEXTS[:1])[0] == pytest.approx(expected, abs=1e-5)
+
+    config.id2label, config.label2id = {0: "ok", 1: "bad"}, {"ok": 0, "bad": 1}
+    config.save_pretrained(model)
+    with pytest.raises(ValueError, match="cannot tell which class is unsafe"):
+        load_scorer("crest", model, device="cpu")

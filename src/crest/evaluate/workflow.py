@@ -44,7 +44,8 @@ class EvalPlan:
         self.optional = optional_sources(config)
         self.groups = config["languages"]["groups"]
         self.settings = {k: self.section[k] for k in SETTING_KEYS if k in self.section}
-        self.baselines: dict[str, dict[str, Any]] = self.section.get("baselines", {})
+        self.baselines: dict[str, dict[str, Any]] = {n: b for n, b in self.section.get("baselines", {}).items()
+                                                     if b.get("enabled", True)}
         arms = self.section.get("arms")
         self.models: list[tuple[str, str, int]] = []
         for m in trained_models() if callable(trained_models) else []:
@@ -98,10 +99,12 @@ class EvalPlan:
 
     def roles_inputs(self) -> dict[str, list[str]]:
         """What roles.tsv is computed from: every evaluated arm's data.json, the clusters.tsv of
-        every clustering method (an arm's anchors say which it uses), the language means."""
+        every anchor source (an arm's anchors say which it uses; the first is the default), the
+        language means."""
+        from crest.cluster.config import anchor_sources
         from crest.embed.config import embed_targets
 
-        methods = ((self.config.get("cluster") or {}).get("methods") or []) if self.cluster else []
+        methods = anchor_sources(self.config) if self.cluster else []  # cluster.methods, then the typology map
         return {"info": [f"{self.run}/train/{a}/data.json" for a in self.arms],
                 "clusters": [f"{self.run}/clusters/{m}/clusters.tsv" for m in methods],
                 "means": embed_targets(self.config, self.run)}

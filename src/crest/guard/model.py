@@ -31,10 +31,22 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
+UNSAFE_LABELS = ("unsafe", "harmful")
+
+
 def unsafe_index(config: Any) -> int:
-    """Which logit is 'unsafe': from the model's label2id when it names one, else 1."""
-    label2id = {str(k).lower(): v for k, v in (getattr(config, "label2id", None) or {}).items()}
-    return int(label2id.get("unsafe", 1))
+    """Which logit is 'unsafe': the checkpoint's `id2label` entry named unsafe (or harmful), any case,
+    whatever its position; generic names (LABEL_0, LABEL_1) mean index 1. Other names are refused:
+    guessing would silently invert a guard."""
+    id2label = {int(k): str(v).strip().lower() for k, v in (getattr(config, "id2label", None) or {}).items()}
+    for name in UNSAFE_LABELS:
+        found = [i for i, label in sorted(id2label.items()) if label == name]
+        if found:
+            return found[0]
+    if not id2label or all(label == f"label_{i}" for i, label in id2label.items()):
+        return 1
+    raise ValueError(f"cannot tell which class is unsafe from id2label {dict(sorted(id2label.items()))} "
+                     f"(expected a label named {' or '.join(UNSAFE_LABELS)})")
 
 
 def load_guard_file(model_dir: str | Path) -> dict[str, Any]:
