@@ -141,7 +141,8 @@ def anchor_methods(name: str, arms: Mapping[str, Any], methods: list[str]) -> li
 def random_draw(pool: list[str], count: int, seed: int) -> list[str]:
     """`count` languages of `pool` drawn without replacement, seeded, in pool order."""
     if count > len(pool):
-        raise ConfigError(f"cannot draw {count} random languages from {len(pool)} translated ones")
+        raise ConfigError(f"cannot draw {count} random languages from {len(pool)} in the pool "
+                          f"(translated languages that are not evaluation languages)")
     picked = set(np.random.default_rng(seed).choice(len(pool), size=count, replace=False).tolist())
     return [code for i, code in enumerate(pool) if i in picked]
 
