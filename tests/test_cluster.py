@@ -193,6 +193,10 @@ def _demo() -> dict:
     (lambda c: c["cluster"].update(methods=["spectral"]), r"cluster\.methods"),
     (lambda c: c["cluster"]["anchors"].update(candidates=["en", "qq"]), r"cluster\.anchors\.candidates.*'qq'"),
     (lambda c: c["cluster"]["anchors"].update(mode="fixed", budget=5), r"13 languages, more than .*budget = 5"),
+    (lambda c: c["cluster"]["typology"].update(feature_sets=["syntax_knn", "syntax_bogus"]),
+     r"cluster\.typology\.feature_sets\[1\]: 'syntax_bogus' is not one of"),
+    (lambda c: c["cluster"]["typology"].update(method="hdbscan"), r"cluster\.typology\.method"),
+    (lambda c: c["cluster"]["typology"].update(weights=1), r"unknown key\(s\) 'weights' at cluster\.typology"),
 ])
 def test_cluster_config_errors_name_the_key(change, message) -> None:
     """The shipped demo config with one mistake: refused with the key named."""

@@ -267,8 +267,6 @@ def draw_maps(method_dir: str | Path, map_path: str | Path, means_path: str | Pa
               center: bool = True, normalize: str = "l2", pca: int | None = None, seed: int = 13,
               label: str = "") -> list[Path]:
     """map_pca, map_umap (when the map has UMAP coordinates) and dendrogram of one method."""
-    import json
-
     from crest.cluster.core import preprocess
     from crest.embed.run import read_language_means
 
@@ -294,8 +292,6 @@ def draw_maps(method_dir: str | Path, map_path: str | Path, means_path: str | Pa
 
 def draw_k_curve(method_dir: str | Path, label: str = "") -> list[Path]:
     """k_curve of a method that scored k (kmeans, ward)."""
-    import json
-
     method_dir = Path(method_dir)
     summary = json.loads((method_dir / "cluster.json").read_text(encoding="utf-8"))
     scores = pd.read_csv(method_dir / "k_selection.tsv", sep="\t")
