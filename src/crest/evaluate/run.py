@@ -105,7 +105,11 @@ def evaluate_sets(scorer_factory: Callable[[], Any], set_paths: Sequence[str | P
             scorer = scorer_factory()
             log.info("model loaded in %.1f s", time.perf_counter() - t0)
         t0 = time.perf_counter()
-        probs = np.asarray(scorer.score(df["text"].tolist()), dtype=np.float32)
+        if {"prompt", "response"} <= set(df.columns) and getattr(scorer, "judges_responses", False):
+            # a response-labelled set: the judge sees the user/assistant conversation (crest.evaluate.baselines)
+            probs = np.asarray(scorer.score(df["prompt"].tolist(), responses=df["response"].tolist()), dtype=np.float32)
+        else:
+            probs = np.asarray(scorer.score(df["text"].tolist()), dtype=np.float32)
         seconds = time.perf_counter() - t0
         preds = pd.DataFrame({"id": df["id"], "prob_unsafe": probs, "label": df["label"].astype("int8"),
                               "lang": df["lang"], "source": df["source"], "category": df["category"]})
