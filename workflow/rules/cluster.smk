@@ -176,7 +176,7 @@ if EMBED_ON and TY_ON:
             report=f"{TY_DIR}/typology.json",
         params:
             reference=lambda wc, input: os.path.dirname(input.reference),
-            out=TY_DIR,
+            out=lambda wc, output: os.path.dirname(output.clusters),
             opts=TY_OPTS,
         log:
             f"{RUN}/logs/cluster/typology.log",
@@ -200,7 +200,7 @@ if EMBED_ON and TY_ON:
             [f"{TY_DIR}/figures/{name}.{ext}" for name in TYPOLOGY_FIGURES for ext in ("png", "pdf")],
             coords=f"{TY_DIR}/map.parquet",
         params:
-            out=TY_DIR,
+            out=lambda wc, input: os.path.dirname(input.clusters),
             opts=CL_OPTS,
             label=CL_LABEL,
         log:
@@ -227,7 +227,7 @@ if EMBED_ON and TY_ON:
             json=f"{CL_DIR}/agreement.json",
         params:
             reference=lambda wc, input: os.path.dirname(input.clusters),
-            out=TY_DIR,
+            out=lambda wc, input: os.path.dirname(input.sets),
         log:
             f"{RUN}/logs/cluster/agreement.log",
         resources:
