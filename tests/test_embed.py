@@ -81,6 +81,29 @@ def test_dynamic_padding_and_layers_match_unpadded_pooling(encoder: Encoder, tin
     assert lengths.min() >= 3  # <s> text </s>
 
 
+def test_cpu_batches_are_capped_at_the_cpu_token_budget(encoder: Encoder, tiny: Path, monkeypatch) -> None:
+    """On CPU no batch exceeds CPU_MAX_TOKENS padded tokens, whatever the caller asks (8k-token
+    batches page-fault fresh memory every forward: docs/performance.md), and the vectors stay those
+    of unpadded one-text-at-a-time pooling."""
+    from crest.embed import encode
+
+    texts = [" ".join(TEXTS[i:] + TEXTS[:i]) for i in range(len(TEXTS))] * 3  # ~40 tokens each
+    monkeypatch.setattr(encode, "CPU_MAX_TOKENS", 128)
+    seen: list[int] = []
+
+    def spy(lengths, batch_size, max_tokens=None, multiple_of=1):
+        batches = plan_batches(lengths, batch_size, max_tokens, multiple_of)
+        seen.extend(len(b.index) * b.length for b in batches)
+        return batches
+
+    monkeypatch.setattr(encode, "plan_batches", spy)
+    for asked in (None, 8192):
+        seen.clear()
+        vectors, _ = encoder.encode(texts, batch_size=64, max_tokens=asked, progress=False)
+        assert len(seen) > 1 and max(seen) <= 128
+        np.testing.assert_allclose(vectors[3], _reference(tiny, texts, 3), atol=1e-5)
+
+
 def _corpus(tmp_path: Path) -> Path:
     rows = []
     for lang, words in {"de": ["Deutschland", "Frankreich", "Spanien", "Russland"],

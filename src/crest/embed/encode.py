@@ -6,7 +6,9 @@ Throughput comes from doing little work per token rather than from tricks:
   length, so a batch holds texts of similar length and is padded only to its own longest
   (dynamic padding) — rounded up to a multiple of 8 on GPU, so a handful of shapes recur;
 - a batch is capped by a number of texts *and* a token budget (texts x padded length), so short
-  texts go in large batches and long ones in small batches;
+  texts go in large batches and long ones in small batches; on CPU the budget is at most
+  CPU_MAX_TOKENS (2,048): a profile found 8k-token batches page-faulting fresh activation memory
+  on every forward (docs/performance.md), where 2k-token batches reuse it and do less padding;
 - on GPU the weights are cast to fp16 (or bf16) once, inputs are pinned and copied
   asynchronously; on CPU the model runs in fp32;
 - pooling happens on the device in fp32, and only the pooled vectors leave it.
@@ -24,6 +26,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+CPU_MAX_TOKENS = 2048  # padded tokens per CPU batch: activations stay in reused heap memory
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -117,6 +120,8 @@ class Encoder:
         ids = self.tokenize(texts)
         lengths = np.array([len(x) for x in ids], dtype=np.int64)
         on_gpu = self.device.startswith("cuda")
+        if not on_gpu:
+            max_tokens = min(max_tokens or CPU_MAX_TOKENS, CPU_MAX_TOKENS)
         batches = plan_batches(lengths, batch_size, max_tokens, multiple_of=8 if on_gpu else 1)
         out = {layer: np.zeros((len(ids), self.dim), dtype=np.float32) for layer in wanted}
         pad = self.tokenizer.pad_token_id
