@@ -85,7 +85,11 @@ def test_crest_vs_controls_per_role_group_with_draws_combined(tmp_path: Path):
     assert ("unseen_hrl", "all") not in by.index
     assert by.loc[("ood_lrl", "all"), "languages"] == 1 and by.loc[("all", "tr"), "languages"] == 3
     assert by.loc[("all", "tr"), "sets"] == 3
-    table = significance_table(sig)
+    from crest.evaluate.significance import read_significance, write_significance
+
+    write_significance(sig, tmp_path / "significance.tsv")
+    table = significance_table(read_significance(tmp_path / "significance.tsv"))
+    assert "nan" not in to_markdown(table)
     csv = to_csv(table)
     assert csv.splitlines()[0] == "Group,A,B,metric,A value,B value,A - B,95% interval,p,rows,languages"
     assert "english,crest-base,random-base,f1," in csv

@@ -203,9 +203,11 @@ def significance_table(df: pd.DataFrame, operating_point: str = "default"):
         cells.append([Cell(text=r.a), Cell(text=r.b), Cell(text=r.metric), num(r.a_value), num(r.b_value), num(r.diff),
                       Cell(text=ci), Cell(text=f"{r.p:.3f}" if pd.notna(r.p) else "n/a"), Cell(text=str(r.rows)),
                       Cell(text=str(r.languages))])
-    notes = [f"left out of {r.a} vs {r.b}, {r.group}: {r.left_out}" for r in sub.itertuples() if r.left_out]
+    notes = [f"left out of {r.a} vs {r.b}, {r.group}" + (f" · {r.benchmark}" if r.benchmark != "all" else "")
+             + f": {r.left_out}" for r in sub.itertuples() if isinstance(r.left_out, str) and r.left_out]
     table = Table(spec, labels, cols, cells, notes, operating_point=operating_point,
-                  file_id="significance" + (".calibrated" if operating_point == "calibrated" else ""))
+                  file_id="significance" + (".calibrated" if operating_point == "calibrated" else ""),
+                  value_note="values x 100 in the row's metric (F1, recall, or FPR where lower is better)")
     table.spec = TableSpec(**{**spec.__dict__, "row_header": "Group"})
     if sub.empty:
         table.empty_reason = "no comparison this run can make (needs crest and a control arm, or a transfer study)"

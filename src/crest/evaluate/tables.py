@@ -267,6 +267,7 @@ class Table:
     empty_reason: str | None = None
     operating_point: str = "default"
     file_id: str = ""
+    value_note: str | None = None  # replaces the "F1 x 100" line (tables of mixed metrics)
 
     def __post_init__(self) -> None:
         self.file_id = self.file_id or self.spec.id
@@ -490,7 +491,9 @@ def _footnotes(table: Table) -> list[str]:
              for mark in (*MARKS, MISSING, UNDEFINED, NOT_RUN, SEEN) if mark in used]
     notes += [f"missing {r}" for r in reasons]
     notes += table.notes + [f"left out: {x}" for x in left_out]
-    if table.spec.scale == 100:
+    if table.value_note:
+        notes.insert(0, f"{table.value_note}, {OPERATING_POINTS[table.operating_point]}")
+    elif table.spec.scale == 100:
         notes.insert(0, f"{table.spec.value.upper() if table.spec.value != 'f1' else 'F1 (unsafe class)'} x 100"
                      + (", mean ± sd over seeds (and draws)" if any(c.sd is not None for row in table.cells for c in row)
                         else "") + f", {OPERATING_POINTS[table.operating_point]}")
