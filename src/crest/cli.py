@@ -23,6 +23,7 @@ STAGE_CLIS = (
     "crest.evaluate.cli",
     "crest.guard.cli",
     "crest.gpu_slots",
+    "crest.estimate",
 )
 
 
