@@ -44,6 +44,7 @@ TR_DIR = f"{RUN}/translated/{{corpus}}"
 # GPU jobs take their GPUs through `crest gpu-run` (GPU slots, src/crest/gpu_slots.py) when present.
 TR_GPU_RUN = gpu_run_prefix(TRANSLATE["gpus"])
 translate_outputs = partial(stage_outputs, RUN, TR_CORPORA, TR_LANGS)  # for rule all
+TR_ASSETS = str(resolve(TRANSLATE["assets"]))  # a repository file; the cache is relative to the workdir
 TR_ASSET_STATUS = f"{TRANSLATE['asset_cache']}/{STATUS_FILE}"
 TR_NEEDS_ASSETS = bool(TR_CORPORA) and needs_assets(TRANSLATE, TR_LANGS)
 TR_SHARD_SETTINGS = {
@@ -57,7 +58,7 @@ def tr_lang_settings(wildcards):
     backend = backend_of(TRANSLATE, wildcards.lang)
     extra = {"backend": backend}
     if backend != "ctranslate2":
-        extra.update(route=route_of(TRANSLATE, wildcards.lang), assets=TRANSLATE["assets"],
+        extra.update(route=route_of(TRANSLATE, wildcards.lang), assets=TR_ASSETS,
                      asset_cache=TRANSLATE["asset_cache"])
     return shell_json({**TR_SHARD_SETTINGS, **extra})
 
@@ -68,7 +69,7 @@ if TR_NEEDS_ASSETS:
     # fall back to models.translator and say so); a sha256 mismatch fails.
     rule debian_assets:
         input:
-            TRANSLATE["assets"],
+            TR_ASSETS,
         output:
             TR_ASSET_STATUS,
         params:
