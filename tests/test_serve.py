@@ -193,3 +193,17 @@ def test_shutdown_during_a_request_still_answers_it(tiny_classifier: Path) -> No
     stopper.join(timeout=30)
     assert not stopper.is_alive() and answer["status"] == 200
     np.testing.assert_allclose(answer["body"]["prob_unsafe"], score(["hello", "world"]), atol=1e-5)
+
+
+def test_serve_refuses_a_busy_port_in_one_line(tiny_classifier: Path, capsys) -> None:
+    from crest.cli import main
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", "--model", str(tiny_classifier), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"crest: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert main(["serve", "--model", str(tiny_classifier), "--max-texts", "0", "--port", str(free_port())]) == 2
+    assert "max_texts must be at least 1" in capsys.readouterr().err

@@ -225,8 +225,16 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, devic
           threshold: float | None = None, batch_size: int = 32, limits: Limits | None = None,
           model_id: str | None = None, graceful_timeout_s: float = 30.0) -> None:
     """Load the guard (strictly, as `Guard.from_pretrained`) and serve it until SIGINT/SIGTERM."""
+    import socket
+
     import uvicorn
 
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:  # fail before loading
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     guard = Guard.from_pretrained(model, device=device, threshold=threshold, batch_size=batch_size)
     local = Path(model).expanduser()
     app = create_app(guard, model_id=model_id or str(model), model_dir=local if local.is_dir() else None,
