@@ -289,3 +289,10 @@ def test_evaluate_sets_passes_the_conversation(tiny_qwen3, tmp_path: Path):
     expected = scorer.score(["q1", "q2"], responses=["r1 is harmful", None])
     np.testing.assert_allclose(preds["prob_unsafe"], expected, atol=1e-6)
     assert not np.allclose(preds["prob_unsafe"], scorer.score(["q1\nr1", "q2"]), atol=1e-6)
+    # a translated set is scored on its text, whatever English columns it carries
+    (tmp_path / "en.json").write_text(json.dumps({"benchmark": "beavertails", "lang": "de", "group": "unseen_hrl",
+                                                  "kind": "corpus", "status": "ok"}))
+    evaluate_sets(lambda: scorer, [tmp_path / "en.parquet"], [tmp_path / "out" / "de.parquet"],
+                  {"kind": "baseline", "name": "q"}, {"bootstrap": {"resamples": 10}})
+    np.testing.assert_allclose(pd.read_parquet(tmp_path / "out" / "de.parquet")["prob_unsafe"],
+                               scorer.score(["q1\nr1", "q2"]), atol=1e-6)

@@ -105,8 +105,11 @@ def evaluate_sets(scorer_factory: Callable[[], Any], set_paths: Sequence[str | P
             scorer = scorer_factory()
             log.info("model loaded in %.1f s", time.perf_counter() - t0)
         t0 = time.perf_counter()
-        if {"prompt", "response"} <= set(df.columns) and getattr(scorer, "judges_responses", False):
-            # a response-labelled set: the judge sees the user/assistant conversation (crest.evaluate.baselines)
+        if meta["kind"] == "sources" and {"prompt", "response"} <= set(df.columns) \
+                and getattr(scorer, "judges_responses", False):
+            # a response-labelled source set: the judge sees the user/assistant conversation
+            # (crest.evaluate.baselines). Only untranslated source sets: a translated set's text is the
+            # translation, and English prompt/response columns carried along must not replace it.
             probs = np.asarray(scorer.score(df["prompt"].tolist(), responses=df["response"].tolist()), dtype=np.float32)
         else:
             probs = np.asarray(scorer.score(df["text"].tolist()), dtype=np.float32)
