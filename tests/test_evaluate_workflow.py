@@ -34,7 +34,9 @@ def test_paper_config_plans_every_evaluation_job():
     assert {"harmbench/en", "multijail/jv", "polyguardprompts/hi", "csrt/mul", "indicsafe/en",
             "cultural_kaleidoscope/en", "generated_cs/en-hi"} <= keys
     files = plan.metrics_files()
-    assert len(files) == len(set(files)) == (len(plan.models) + len(config["evaluate"]["baselines"])) * len(plan.sets)
+    enabled = [n for n, b in config["evaluate"]["baselines"].items() if b["enabled"]]
+    assert sorted(plan.baselines) == sorted(enabled) and "qwen3guard_gen_8b" not in enabled  # off by default
+    assert len(files) == len(set(files)) == (len(plan.models) + len(enabled)) * len(plan.sets)
     assert "results/paper/eval/transfer_hi_zh/large/seed2/multijail/ar.metrics.json" in files
     assert plan.paper == "paper" and "paper/tables/id_vs_ood.tex" in plan.outputs()
     assert plan.optional == ["aya_redteaming", "indicsafe_en", "indicsafe", "cultural_kaleidoscope"]
