@@ -5,6 +5,7 @@
 #   rows:   data/corpora/{corpus}.parquet -> translated/{corpus}/source/rows.parquet (max_rows sample)
 #   shards: translate_shard (raw, resumable) -> qc_shard ({lang}.parquet + .qc.json); the source
 #           language's shard is the rows themselves (source_shard); qc_summary.tsv per corpus.
+import os
 import shlex
 import sys
 from functools import partial
@@ -73,7 +74,7 @@ if TR_NEEDS_ASSETS:
         output:
             TR_ASSET_STATUS,
         params:
-            root=TRANSLATE["asset_cache"],
+            root=lambda wildcards, output: os.path.dirname(output[0]),
         resources:
             mem_mb=2000,
             runtime=30,
