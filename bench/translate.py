@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from crest.io import write_json
+
 SHAPES = {
     "tiny": dict(d_model=64, layers=2, heads=4, ffn_dim=128, vocab_size=None),
     "nllb-600m": dict(d_model=1024, layers=12, heads=16, ffn_dim=4096, vocab_size=256206),
@@ -170,6 +172,58 @@ def bench_hf(hf_dir: Path, texts, gen, beam, batch, device: str):
     return seconds, lengths
 
 
+def bench(shape: str = "tiny", device: str = "auto", sentences: int | None = None, *, src_tokens: int = 51,
+          gen_tokens: int = 48, batch: int | None = None, beam_batch: int | None = None,
+          beams: tuple[int, ...] = (1, 4), quantization: str | None = None, chunk_rows: int = 2048,
+          threads: int = 0, skip_hf: bool = False, repeat: int = 1, workdir: Path | None = None) -> dict:
+    """ct2 raw, the stage and HF generate on the same sentences, per beam size: rows and ratios."""
+    from crest.translate.nllb import NllbTranslator, resolve_device
+
+    device = resolve_device(device)
+    gpu = device == "cuda"
+    n = sentences or (2048 if gpu else 512)
+    batches = {1: batch or (256 if gpu else 64), 4: beam_batch or (64 if gpu else 16)}
+    quantization = quantization or ("float16" if gpu else "float32")
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="crest-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"building random-weight {shape} model in {workdir} ...", file=sys.stderr)
+    hf_dir, ct2_dir = build_model(shape, workdir, quantization)
+    translator = NllbTranslator(ct2_dir, device=device, intra_threads=threads)
+    texts = workload(n, src_tokens, translator.count_tokens)
+    pieces = translator.tokenize(texts)
+    src_mean = sum(map(len, pieces)) / n
+    print(f"{shape} on {device} ({translator.translator.compute_type}), {n} sentences, "
+          f"{src_mean:.1f} source / {gen_tokens} generated tokens each", file=sys.stderr)
+
+    bench_ct2_raw(translator, pieces[:64], 4, 1, 64)  # warm-up
+    rows = []
+    for beam in beams:
+        size = batches.get(beam, batches[4])
+        raw_s, raw_len = min((bench_ct2_raw(translator, pieces, gen_tokens, beam, size)
+                              for _ in range(repeat)), key=lambda r: r[0])
+        stage_s, stage_len = min((bench_stage(translator, texts, gen_tokens, beam, size, workdir, chunk_rows)
+                                  for _ in range(repeat)), key=lambda r: r[0])
+        entries = [("ct2 raw", raw_s, raw_len), ("stage", stage_s, stage_len)]
+        if not skip_hf:
+            hf_s, hf_len = bench_hf(hf_dir, texts, gen_tokens, beam, size, device)
+            entries.append(("hf generate", hf_s, hf_len))
+        for name, seconds, lengths in entries:
+            mean_len = sum(lengths) / len(lengths)
+            rows.append({"mode": name, "beam": beam, "batch": size, "sentences": n, "seconds": round(seconds, 3),
+                         "sentences_per_s": round(n / seconds, 1), "tokens_per_s": round(sum(lengths) / seconds, 1),
+                         "mean_generated": round(mean_len, 2), "equal_lengths": set(lengths) == {gen_tokens}})
+    ratios = {}
+    for beam in beams:
+        by = {r["mode"]: r["sentences_per_s"] for r in rows if r["beam"] == beam}
+        ratios[f"beam{beam}_stage_vs_raw"] = round(by["stage"] / by["ct2 raw"], 3)
+        if "hf generate" in by:
+            ratios[f"beam{beam}_stage_vs_hf"] = round(by["stage"] / by["hf generate"], 2)
+            ratios[f"beam{beam}_raw_vs_hf"] = round(by["ct2 raw"] / by["hf generate"], 2)
+    return {"shape": shape, "device": device, "compute_type": translator.translator.compute_type,
+            "source_tokens_mean": round(src_mean, 1), "generated_tokens": gen_tokens, "results": rows,
+            "ratios": ratios}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
@@ -188,66 +242,25 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = p.parse_args(argv)
-
-    from crest.translate.nllb import NllbTranslator, resolve_device
-
-    device = resolve_device(args.device)
-    gpu = device == "cuda"
-    n = args.sentences or (2048 if gpu else 512)
-    batches = {1: args.batch or (256 if gpu else 64), 4: args.beam_batch or (64 if gpu else 16)}
-    quantization = args.quantization or ("float16" if gpu else "float32")
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="crest-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    print(f"building random-weight {args.shape} model in {workdir} ...", file=sys.stderr)
-    hf_dir, ct2_dir = build_model(args.shape, workdir, quantization)
-    translator = NllbTranslator(ct2_dir, device=device, intra_threads=args.threads)
-    texts = workload(n, args.src_tokens, translator.count_tokens)
-    pieces = translator.tokenize(texts)
-    src_mean = sum(map(len, pieces)) / n
-    print(f"{args.shape} on {device} ({translator.translator.compute_type}), {n} sentences, "
-          f"{src_mean:.1f} source / {args.gen_tokens} generated tokens each", file=sys.stderr)
-
-    bench_ct2_raw(translator, pieces[:64], 4, 1, 64)  # warm-up
-    rows = []
-    for beam in args.beams:
-        batch = batches.get(beam, batches[4])
-        raw_s, raw_len = min((bench_ct2_raw(translator, pieces, args.gen_tokens, beam, batch)
-                              for _ in range(args.repeat)), key=lambda r: r[0])
-        stage_s, stage_len = min((bench_stage(translator, texts, args.gen_tokens, beam, batch, workdir,
-                                              args.chunk_rows) for _ in range(args.repeat)), key=lambda r: r[0])
-        entries = [("ct2 raw", raw_s, raw_len), ("stage", stage_s, stage_len)]
-        if not args.skip_hf:
-            hf_s, hf_len = bench_hf(hf_dir, texts, args.gen_tokens, beam, batch, device)
-            entries.append(("hf generate", hf_s, hf_len))
-        for name, seconds, lengths in entries:
-            mean_len = sum(lengths) / len(lengths)
-            rows.append({"mode": name, "beam": beam, "batch": batch, "sentences": n, "seconds": round(seconds, 3),
-                         "sentences_per_s": round(n / seconds, 1), "tokens_per_s": round(sum(lengths) / seconds, 1),
-                         "mean_generated": round(mean_len, 2), "equal_lengths": set(lengths) == {args.gen_tokens}})
+    result = bench(args.shape, args.device, args.sentences, src_tokens=args.src_tokens, gen_tokens=args.gen_tokens,
+                   batch=args.batch, beam_batch=args.beam_batch, beams=tuple(args.beams),
+                   quantization=args.quantization, chunk_rows=args.chunk_rows, threads=args.threads,
+                   skip_hf=args.skip_hf, repeat=args.repeat, workdir=args.workdir)
     print(f"\n{'mode':<12} {'beam':>4} {'batch':>5} {'sent/s':>9} {'tok/s':>10} {'gen/sent':>8}  equal-length")
-    for r in rows:
+    for r in result["results"]:
         print(f"{r['mode']:<12} {r['beam']:>4} {r['batch']:>5} {r['sentences_per_s']:>9.1f} {r['tokens_per_s']:>10.1f} "
               f"{r['mean_generated']:>8.2f}  {r['equal_lengths']}")
-    ratios = {}
     for beam in args.beams:
-        by = {r["mode"]: r["sentences_per_s"] for r in rows if r["beam"] == beam}
-        ratios[f"beam{beam}_stage_vs_raw"] = round(by["stage"] / by["ct2 raw"], 3)
-        line = f"beam {beam}: stage / ct2 raw = {by['stage'] / by['ct2 raw']:.2f}"
-        if "hf generate" in by:
-            ratios[f"beam{beam}_stage_vs_hf"] = round(by["stage"] / by["hf generate"], 2)
-            ratios[f"beam{beam}_raw_vs_hf"] = round(by["ct2 raw"] / by["hf generate"], 2)
-            line += f", stage / hf generate = {by['stage'] / by['hf generate']:.2f}x"
+        ratios = result["ratios"]
+        line = f"beam {beam}: stage / ct2 raw = {ratios[f'beam{beam}_stage_vs_raw']:.2f}"
+        if f"beam{beam}_stage_vs_hf" in ratios:
+            line += f", stage / hf generate = {ratios[f'beam{beam}_stage_vs_hf']:.2f}x"
         print(line)
     if args.shape == "tiny":
         print("(tiny model: per-step overheads dominate; the GPU figures with --shape nllb-600m are the ones to quote)")
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"shape": args.shape, "device": device,
-                                        "compute_type": translator.translator.compute_type,
-                                        "source_tokens_mean": round(src_mean, 1), "results": rows,
-                                        "ratios": ratios}, indent=2) + "\n")
+        write_json(result, args.out)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
