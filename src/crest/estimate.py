@@ -231,7 +231,7 @@ def estimate(configfile: str | Path, bench: Path | None = None, rows: dict[str, 
     stages = rule_stages()
     table: dict[str, dict[str, Any]] = {}
     for job in jobs:
-        stage = stages.get(job.rule, "other")
+        stage = stages.get(job.rule) or ("evaluate" if job.rule.startswith("eval_") else "other")
         t = table.setdefault(stage, {"jobs": 0, "gpu_jobs": 0, "work": 0, "unknown_jobs": 0, "gpu_hours": 0.0,
                                      "units": Counter(), "rates": {}})
         t["jobs"] += 1
