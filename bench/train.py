@@ -203,7 +203,7 @@ def throughput(args) -> dict:
         row = {"seconds": round(seconds, 3), "batches": len(batches), "samples_per_s": round(len(lengths) / seconds, 1),
                "first_pass_samples_per_s": round(len(lengths) / passes[0], 1),
                "tokens_per_s": round(float(lengths.sum()) / seconds, 1),
-               "padding_share": round(1 - float(lengths.sum()) / padded, 3), "tflops": round(tflops, 3),
+               "padding_share": round(1 - float(lengths.sum()) / padded, 3), "tflops": round(tflops, 6),
                "mfu": round(tflops / peak, 4) if peak else None,
                "mean_batch": round(len(lengths) / len(batches), 1)}
         results["strategies"][name] = row
