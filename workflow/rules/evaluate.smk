@@ -83,12 +83,41 @@ if EV.sets:
         shell:
             "crest evaluate contamination --out {output} {input} > {log} 2>&1"
 
+    if EV.models and any(EV.frozen(z) for z in EV.sizes):
+        from functools import partial
+
+        from crest.models import resolve_encoder
+        from crest.train.plan import encoder_files
+
+        rule eval_features:
+            input:
+                sets=EV.set_files(),
+                encoder=partial(encoder_files, RUN, config["models"]["encoders"]),
+            output:
+                directory(f"{EV.dir}/features/{{size}}"),
+            wildcard_constraints:
+                size="|".join(z for z in EV.sizes if EV.frozen(z)),
+            params:
+                encoder=lambda wc: resolve_encoder(config["models"]["encoders"][wc.size], RUN),
+                settings=shell_json(EV.settings),
+                sets=" ".join(s.key for s in EV.sets),
+                sets_dir=lambda wc, input: Path(input.sets[0]).parents[1],
+            threads: EV.section["threads"]
+            log:
+                f"{RUN}/logs/evaluate/features_{{size}}.log",
+            conda:
+                "../../envs/crest.yaml"
+            shell:
+                "crest evaluate features --encoder {params.encoder:q} --sets-dir {params.sets_dir}"
+                " --out-dir {output} --settings {params.settings} --threads {threads} {params.sets} > {log} 2>&1"
+
     if EV.models:
 
         rule eval_model:
             input:
                 model=lambda wc: EV.model_dir(wc.arm, wc.size, wc.seed),
                 sets=EV.set_files(),
+                features=lambda wc: [EV.features_dir(wc.size)] if EV.frozen(wc.size) else [],
             output:
                 preds=[f"{EV.dir}/{{arm}}/{{size}}/seed{{seed}}/{s.key}.parquet" for s in EV.sets],
                 metrics=[f"{EV.dir}/{{arm}}/{{size}}/seed{{seed}}/{s.key}.metrics.json" for s in EV.sets],
@@ -101,6 +130,7 @@ if EV.sets:
                 sets=" ".join(s.key for s in EV.sets),
                 sets_dir=lambda wc, input: Path(input.sets[0]).parents[1],
                 out=lambda wc, output: Path(output.preds[0]).parents[1],
+                features=lambda wc, input: f"--features {input.features[0]}" if input.features else "",
             threads: EV.section["threads"]
             resources:
                 gpu=EV.section["gpus"],
@@ -112,7 +142,7 @@ if EV.sets:
                 "crest gpu-run --gpus {resources.gpu} -- crest evaluate model --model {input.model}"
                 " --arm {wildcards.arm} --size {wildcards.size} --seed {wildcards.seed}"
                 " --sets-dir {params.sets_dir} --out-dir {params.out} --settings {params.settings}"
-                " --threads {threads} {params.sets} > {log} 2>&1"
+                " --threads {threads} {params.features} {params.sets} > {log} 2>&1"
 
     for _name, _spec in EV.scored_baselines():
 

@@ -101,12 +101,48 @@ def _model(args: argparse.Namespace) -> None:
         guard = Guard.from_pretrained(args.model, device=settings.get("device", "auto"),
                                       batch_size=settings.get("batch_size", 64),
                                       max_length=settings.get("max_length", 512))
+        if args.features:  # a frozen-encoder model: its head on the sets' shared encoder features
+            from crest.evaluate.features import FeatureScorer
+            from crest.evaluate.sets import read_set
+
+            scorer = FeatureScorer(guard, args.features)
+            for key, path in zip(args.sets, sets, strict=True):
+                if read_set(path)[1]["status"] == "ok":
+                    scorer.load(key)
+            return scorer
         return CrestScorer(guard, str(args.model))
 
     sets, outs = _outputs(args)
     results = evaluate_sets(factory, sets, outs, model, settings)
     print(json.dumps({"model": f"{args.arm}/{args.size}/seed{args.seed}", "sets": len(results),
                       "missing": sum(r["status"] != "ok" for r in results)}))
+
+
+def _features(args: argparse.Namespace) -> None:
+    """Encode every set once with a frozen encoder, for the models that share it."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from crest.evaluate.features import write_set_features
+    from crest.evaluate.sets import read_set
+    from crest.guard import Guard
+
+    settings = _settings(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = AutoModelForSequenceClassification.from_pretrained(args.encoder, num_labels=2,
+                                                               id2label={0: "safe", 1: "unsafe"},
+                                                               use_safetensors=True)
+    guard = Guard(model, AutoTokenizer.from_pretrained(args.encoder), device=settings.get("device", "cpu"),
+                  batch_size=settings.get("batch_size", 64), max_length=settings.get("max_length", 512))
+    sets, _ = _outputs(args)
+    texts = {}
+    for key, path in zip(args.sets, sets, strict=True):
+        df, meta = read_set(path)
+        if meta["status"] == "ok":
+            texts[key] = df["text"].tolist()
+    counts = write_set_features(guard, texts, args.out_dir)
+    print(json.dumps({"encoder": str(args.encoder), "sets": len(counts), "windows": sum(counts.values())}))
 
 
 def _baseline(args: argparse.Namespace) -> None:
@@ -275,6 +311,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arm", required=True)
     p.add_argument("--size", required=True)
     p.add_argument("--seed", required=True, type=int)
+    p.add_argument("--features", type=Path, help="the sets' features from the model's frozen encoder (eval features)")
+    scoring(p)
+
+    p = add("features", "encode every set once with a frozen encoder (models trained with freeze_encoder share it)",
+            _features)
+    p.add_argument("--encoder", required=True, type=Path)
     scoring(p)
 
     p = add("baseline", "score a published guardrail on evaluation sets", _baseline)

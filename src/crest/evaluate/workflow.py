@@ -57,6 +57,16 @@ class EvalPlan:
         self.cluster = self._cluster_files()
         self.figures = list(FIGURES) + (["language_map"] if self.cluster else [])
 
+    def frozen(self, size: str) -> bool:
+        """Whether models of `size` train their head only (optim.freeze_encoder): they then share one
+        encoder pass over every set (rule eval_features, crest.evaluate.features)."""
+        train = self.config.get("train") or {}
+        optim = {**(train.get("optim") or {}), **((train.get("overrides") or {}).get(size) or {})}
+        return bool(optim.get("freeze_encoder"))
+
+    def features_dir(self, size: str) -> str:
+        return f"{self.dir}/features/{size}"
+
     # -- paths ----------------------------------------------------------------------------------
     def model_dir(self, arm: str, size: str, seed: int | str) -> str:
         return f"{self.run}/models/{arm}/{size}/seed{seed}"

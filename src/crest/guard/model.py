@@ -157,6 +157,41 @@ class Guard:
         np.maximum.at(out, np.asarray(owner), probs)
         return out
 
+    def window_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """What an XLM-R classification head reads, per window: the encoder's last-layer state of the
+        first token (float32, windows x hidden), and the text each window belongs to. Models that
+        share a frozen encoder share these (crest.evaluate.features): one encoder pass, many heads."""
+        import torch
+
+        windows, owner = self._windows(texts)
+        order = np.argsort([len(w) for w in windows], kind="stable")
+        feats = None
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                ids, mask = self._collate([windows[i] for i in idx])
+                hidden = self.model.base_model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
+                first = hidden.last_hidden_state[:, 0].float().cpu().numpy()
+                if feats is None:
+                    feats = np.empty((len(windows), first.shape[1]), dtype=np.float32)
+                feats[idx] = first
+        return (feats if feats is not None else np.zeros((0, 0), np.float32)), np.asarray(owner, dtype=np.int64)
+
+    def score_features(self, feats: np.ndarray, owner: np.ndarray, n_texts: int) -> np.ndarray:
+        """P(unsafe) per text from `window_features` of this model's encoder: its head on each
+        window, the maximum per text (what `score` gives, without the encoder pass)."""
+        import torch
+
+        out = np.zeros(n_texts, dtype=np.float32)
+        if len(owner) == 0:
+            return out
+        dtype = next(self.model.classifier.parameters()).dtype
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(feats)).to(self.device, dtype)[:, None, :]
+            probs = torch.softmax(self.model.classifier(x).float(), dim=-1)[:, self.unsafe].cpu().numpy()
+        np.maximum.at(out, owner, probs)
+        return out
+
     def classify(self, texts: Sequence[str], threshold: float | None = None) -> list[dict[str, Any]]:
         """{"prob_unsafe", "label"} per text; label is "unsafe" when prob_unsafe >= threshold."""
         t = self.threshold if threshold is None else float(threshold)

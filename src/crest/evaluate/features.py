@@ -1,0 +1,98 @@
+"""Evaluation sets encoded once for every model that shares a frozen encoder.
+
+Models trained with `optim.freeze_encoder` (the CPU demo's recipe) differ only in their
+classification head, so scoring each of them on every set repeats the same encoder pass. Rule
+`eval_features` runs the encoder once per set (`Guard.window_features`: the same windows as
+`Guard.score`) and writes `{benchmark}/{lang}.npz`; `FeatureScorer` then scores a model from
+those features with its own head (`Guard.score_features`). Each file records a digest of the
+encoder's weights, and a model whose encoder differs is refused: cached features can never stand
+in for another encoder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crest.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def encoder_digest(model: Any) -> str:
+    """sha256 over the encoder's (base model's) tensors, by name: equal iff the weights are."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.base_model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def feature_path(out_dir: str | Path, set_key: str) -> Path:
+    return Path(out_dir) / f"{set_key}.npz"
+
+
+def write_set_features(guard: Any, sets: dict[str, Sequence[str]], out_dir: str | Path) -> dict[str, int]:
+    """Encode each set's texts (set key -> texts) and write `{key}.npz`; returns windows per set."""
+    digest = encoder_digest(guard.model)
+    counts = {}
+    for key, texts in sets.items():
+        feats, owner = guard.window_features(list(texts))
+        path = feature_path(out_dir, key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            np.savez(f, feats=feats, owner=owner, texts=np.asarray(list(texts), dtype=object).astype(str),
+                     digest=np.asarray(digest), max_length=np.asarray(guard.max_length), stride=np.asarray(guard.stride))
+        counts[key] = int(len(owner))
+    return counts
+
+
+class FeatureScorer:
+    """`.score(texts)` for a model whose encoder produced the features in `features_dir`: its head
+    on the cached windows; texts not cached (none, in a pipeline run) go through the encoder."""
+
+    def __init__(self, guard: Any, features_dir: str | Path) -> None:
+        self.guard = guard
+        self.features_dir = Path(features_dir)
+        self.digest = encoder_digest(guard.model)
+        self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.hits = self.misses = 0
+
+    def load(self, set_key: str) -> None:
+        """Index one set's features by text (the sets a job scores, not the whole folder)."""
+        path = feature_path(self.features_dir, set_key)
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["digest"]) != self.digest:
+                raise ValueError(f"{path}: features of another encoder (weights digest {z['digest']}, this model's "
+                                 f"encoder {self.digest}); rebuild them (rule eval_features)")
+            if int(z["max_length"]) != self.guard.max_length or int(z["stride"]) != self.guard.stride:
+                raise ValueError(f"{path}: windows of max_length {int(z['max_length'])}/stride {int(z['stride'])}, "
+                                 f"the model scores {self.guard.max_length}/{self.guard.stride}")
+            feats, owner, texts = z["feats"], z["owner"], z["texts"]
+        for i, text in enumerate(texts.tolist()):
+            rows = np.flatnonzero(owner == i)
+            self.cache[text] = (feats[rows], np.zeros(len(rows), dtype=np.int64))
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
+        if missing:
+            feats, owner = self.guard.window_features(missing)
+            for i, text in enumerate(missing):
+                self.cache[text] = (feats[owner == i], np.zeros(int((owner == i).sum()), dtype=np.int64))
+        self.hits += len(texts) - len(missing)
+        self.misses += len(missing)
+        parts = [self.cache[t] for t in texts]
+        feats = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 0), np.float32)
+        owner = np.concatenate([np.full(len(p[1]), i, dtype=np.int64) for i, p in enumerate(parts)]) if parts \
+            else np.zeros(0, np.int64)
+        return self.guard.score_features(feats, owner, len(texts))
+
+    def describe(self) -> dict[str, Any]:
+        return {"features": str(self.features_dir), "encoder_digest": self.digest,
+                "cached_texts": self.hits, "encoded_texts": self.misses}
