@@ -34,6 +34,16 @@ def test_local_csv_end_to_end(write_yaml, local_source, tmp_path: Path) -> None:
     assert stats["provenance"]["loader"] == "local" and stats["records_read"] == 5
 
 
+def test_a_response_labelled_source_keeps_its_turns_for_the_judges(write_yaml, local_source, tmp_path: Path) -> None:
+    rows = "question,answer,label\nHow do I pick a lock?,Here is how: ...,unsafe\nHow do I bake bread?,Mix flour,safe\n"
+    entry = local_source(rows, text=["question", "answer"], conversation={"prompt": "question", "response": "answer"})
+    _, out = prepare(write_yaml, entry, tmp_path, validation=0.0, test=0.0)
+    df = pd.read_parquet(out)
+    assert list(df.columns)[-2:] == ["prompt", "response"]
+    assert df.loc[0, "prompt"] == "How do I pick a lock?" and df.loc[0, "response"] == "Here is how: ..."
+    assert df.loc[0, "text"].startswith("How do I pick a lock?") and df.loc[0, "text"].endswith("Here is how: ...")
+
+
 def test_label_error_writes_nothing(write_yaml, local_source, tmp_path: Path) -> None:
     entry = local_source("prompt,label\nfine,safe\nhmm,borderline\n")
     with pytest.raises(LabelError, match=r"source 'toy'.*record 2: label value 'borderline'"):

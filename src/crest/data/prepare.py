@@ -20,6 +20,8 @@ from crest.schema import ConfigError
 
 log = logging.getLogger(__name__)
 COLUMNS = ["id", "text", "label", "lang", "source", "category", "split", "origin"]
+CONVERSATION = ["prompt", "response"]
+"""Kept too for a response-labelled source (registry key `conversation`)."""
 
 
 class SourceUnavailable(ConfigError):
@@ -98,7 +100,8 @@ def load_records(source: Source, cache_dir: Path, offline: bool) -> tuple[list[d
 def source_frame(source: Source, records: list[dict[str, Any]]) -> tuple[pd.DataFrame, Counter]:
     """Rows of a source as a frame; every row's language must be in the language table."""
     rows, skipped = records_to_rows(source, records)
-    df = pd.DataFrame(rows, columns=COLUMNS).astype({"label": "int8"})
+    df = pd.DataFrame(rows, columns=COLUMNS + (CONVERSATION if "conversation" in source.spec else [])
+                      ).astype({"label": "int8"})
     unknown = sorted(set(df["lang"]) - set(load_languages()) - {MIXED})
     if unknown:
         counts = df["lang"].value_counts()
@@ -128,7 +131,7 @@ def prepare_source(source: Source, out: str | Path, *, cache_dir: str | Path, va
         "dropped": dict(dropped), "labels": _counts(df["label"]), "splits": _counts(df["split"]),
         "langs": _counts(df["lang"]), "provenance": provenance,
     }
-    write_parquet(df[COLUMNS], out)
+    write_parquet(df[COLUMNS + [c for c in CONVERSATION if c in df.columns]], out)
     write_json(stats, stats_path(out))
     log.info("%s: %d rows kept of %d (dropped %s)", source.id, len(df), n_rows, dict(dropped))
     return stats

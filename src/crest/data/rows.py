@@ -163,5 +163,6 @@ def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list
                 rows.append({"id": f"{base_id}-{column}", "text": text, "label": int(label), **common})
         else:
             rows.append({"id": base_id, "text": _text(record, spec["text"], where, spec.get("text_until")),
-                         "label": _label(record, spec["label"], where), **common})
+                         "label": _label(record, spec["label"], where), **common,
+                         **{turn: _text(record, field, where) for turn, field in spec.get("conversation", {}).items()}})
     return rows, skipped
