@@ -193,6 +193,22 @@ def test_shuffled_labels_are_seeded_keep_counts_and_leave_validation_real(toy_sh
     assert info["label_shuffle"] is True and info["family"] == "shuffled" and info["draw"] is None
 
 
+def test_shuffle_draws_are_arms_of_one_family_each_with_its_own_permutation(toy_shards, tmp_path: Path) -> None:
+    shards = toy_shards(["en", "hi"], rows=400)
+    config = load_config(_config({"shuffled": {"languages": ["en", "hi"], "shuffle_labels": True, "shuffle_draws": 3}}))
+    assert [a for a in config["train"]["arms"] if a.startswith("shuffled")] == ["shuffled_0", "shuffled_1", "shuffled_2"]
+    labels = []
+    for arm in ("shuffled_0", "shuffled_1", "shuffled_2"):
+        info = build_arm_dataset(dataset_settings(config, arm, TABLE), shards, tmp_path / f"{arm}.parquet",
+                                 tmp_path / f"{arm}.json", table=TABLE)
+        assert info["family"] == "shuffled" and info["label_shuffle"] is True
+        rows = pd.read_parquet(tmp_path / f"{arm}.parquet")
+        labels.append(rows[rows["split"] == "train"].sort_values(["lang", "id"])["label"].tolist())
+    assert labels[0] != labels[1] != labels[2] and sorted(labels[0]) == sorted(labels[1]) == sorted(labels[2])
+    with pytest.raises(ConfigError, match="shuffle_draws"):
+        load_config(_config({"bad": {"languages": ["en"], "shuffle_draws": 2}}))
+
+
 # --- 4. equal budget ---------------------------------------------------------------------------------
 
 

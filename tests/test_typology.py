@@ -27,7 +27,7 @@ from crest.cluster.typology import (
 from crest.config import load_config
 from crest.languages import load_languages
 from crest.paths import REPO_ROOT
-from crest.schema import load_schema
+from crest.schema import ConfigError, load_schema
 
 TABLE = load_languages()
 CODES = load_codes()
@@ -211,6 +211,9 @@ def test_demo_targets_include_the_typology_map_and_agreement() -> None:
     assert anchor_sources(config) == ["kmeans", "ward", "hdbscan", "typology"]
     off = copy.deepcopy(_demo())
     off["cluster"]["typology"] = {"enabled": False}
+    with pytest.raises(ConfigError, match="train.arms.typology.languages: unknown cluster method 'typology'"):
+        load_config(copy.deepcopy(off))  # the demo's typology arm needs the map
+    off["train"]["arms"].pop("typology")
     off = load_config(off)
     assert not any("typology" in t or t.endswith("clusters/agreement.md") for t in cluster_targets(off, "results/demo"))
 

@@ -13,7 +13,7 @@ from functools import partial
 from crest.languages import load_languages
 from crest.models import BUILT_TRANSLATORS, translator_dir
 from crest.paths import resolve
-from crest.translate.backends import STATUS_FILE, backend_of, needs_assets, route_of
+from crest.translate.backends import STATUS_FILE, backend_of, needs_assets, shard_settings
 from crest.translate.plan import (
     converted_dir,
     decode_settings,
@@ -52,16 +52,6 @@ TR_SHARD_SETTINGS = {
     **decode_settings(TRANSLATE),
     **{k: TRANSLATE[k] for k in ("source_lang", "chunk_rows", "device", "device_index", "compute_type", "inter_threads")},
 }
-
-
-def tr_lang_settings(wildcards):
-    """The shard job's settings: decoding, plus the language's backend and route."""
-    backend = backend_of(TRANSLATE, wildcards.lang)
-    extra = {"backend": backend}
-    if backend != "ctranslate2":
-        extra.update(route=route_of(TRANSLATE, wildcards.lang), assets=TR_ASSETS,
-                     asset_cache=TRANSLATE["asset_cache"])
-    return shell_json({**TR_SHARD_SETTINGS, **extra})
 
 
 if TR_NEEDS_ASSETS:
@@ -176,7 +166,7 @@ rule translate_shard:
         lang="|".join(TR_TARGETS) or "NONE",
     params:
         gpu_run=TR_GPU_RUN,
-        settings=tr_lang_settings,
+        settings=lambda wc: shell_json(shard_settings(TRANSLATE, wc.lang, TR_SHARD_SETTINGS, TR_ASSETS)),
         table=TR_LANG_TABLE,
     threads: TRANSLATE["threads"]
     resources:

@@ -88,19 +88,26 @@ def trainable_candidates(config: Mapping[str, Any], table: Mapping[str, Any],
 
 def expand_arms(arms: Mapping[str, Any]) -> dict[str, Any]:
     """One config entry with `languages: {random: ..., draws: N}` becomes arms NAME_0..NAME_{N-1}
-    (seed + i each, family NAME, draw i); every other arm is kept as it is. Idempotent."""
+    (seed + i each, family NAME, draw i), and so does a label-shuffled entry with `shuffle_draws: N`
+    (permutation i each); every other arm is kept as it is. Idempotent."""
     out: dict[str, Any] = {}
     for name, spec in arms.items():
         langs = spec["languages"]
-        if not (isinstance(langs, dict) and "random" in langs and "draws" in langs):
+        random = isinstance(langs, dict) and "random" in langs and "draws" in langs
+        if not (random or spec.get("shuffle_draws")):
             out[name] = spec
             continue
-        for i in range(langs["draws"]):
+        if not random and not spec.get("shuffle_labels"):
+            raise ConfigError(f"train.arms.{name}.shuffle_draws: only a label-shuffled arm (shuffle_labels: true) "
+                              "has permutations to draw")
+        key = "languages.draws" if random else "shuffle_draws"
+        for i in range(langs["draws"] if random else spec["shuffle_draws"]):
             arm = f"{name}_{i}"
             if arm in arms:
-                raise ConfigError(f"train.arms.{name}.languages.draws: the draw {arm!r} clashes with the arm of that name")
-            draw = copy.deepcopy(dict(spec))
-            draw["languages"] = {k: v for k, v in langs.items() if k != "draws"} | {"seed": langs.get("seed", 0) + i}
+                raise ConfigError(f"train.arms.{name}.{key}: the draw {arm!r} clashes with the arm of that name")
+            draw = {k: v for k, v in copy.deepcopy(dict(spec)).items() if k != "shuffle_draws"}
+            if random:
+                draw["languages"] = {k: v for k, v in langs.items() if k != "draws"} | {"seed": langs.get("seed", 0) + i}
             draw.setdefault("family", name)
             draw["draw"] = i
             out[arm] = draw

@@ -133,7 +133,7 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
                               opts["validation_rows_per_language"], seed) for lang in languages]
     rows = pd.concat(parts, ignore_index=True)
     if settings.get("label_shuffle"):
-        rows = shuffle_labels(rows, seed)
+        rows = shuffle_labels(rows, seed + (settings.get("shuffle_draw") or 0))  # one permutation per draw
     counts = rows.groupby(["split", "label"]).size()
     if "validation" not in counts.index.get_level_values(0):
         raise ValueError(f"arm {arm!r}: no validation rows in {shard_dir}/ for {', '.join(languages)} "

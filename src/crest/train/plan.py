@@ -86,6 +86,7 @@ def dataset_settings(config: dict[str, Any], arm: str, table: Mapping[str, Any])
     return {"corpus": config["train"]["corpus"], "arm": arm,
             "arms": {a: {k: copy.deepcopy(arms[a][k]) for k in ARM_DATA_KEYS if k in arms[a]} for a in chain},
             "family": arm_family(arm, spec), "draw": spec.get("draw"), "label_shuffle": bool(spec.get("shuffle_labels")),
+            **({"shuffle_draw": spec.get("draw") or 0} if spec.get("shuffle_labels") else {}),
             "budget": arm_budget(config["train"], arm), "evaluation": sorted(ctx.evaluation), "source": ctx.source,
             "groups": ctx.groups, "translated": ctx.translated, "methods": ctx.methods, "data": config["train"]["data"]}
 

@@ -38,6 +38,16 @@ def route_of(section: dict[str, Any], lang: str) -> list[str]:
     return list(section.get("routes", {}).get(lang) or [section.get("source_lang", "en"), lang])
 
 
+def shard_settings(section: dict[str, Any], lang: str, base: dict[str, Any], assets: str) -> dict[str, Any]:
+    """A shard job's settings: the decoding ones (`base`), plus the language's backend and, for
+    Apertium and glosses, its route and where the pinned Debian assets are."""
+    backend = backend_of(section, lang)
+    extra: dict[str, Any] = {"backend": backend}
+    if backend != "ctranslate2":
+        extra.update(route=route_of(section, lang), assets=assets, asset_cache=section["asset_cache"])
+    return {**base, **extra}
+
+
 def needs_assets(section: dict[str, Any], languages: Sequence[str]) -> bool:
     return any(backend_of(section, lang) != "ctranslate2" for lang in languages if lang != section["source_lang"])
 
