@@ -52,6 +52,14 @@ def write_set_features(guard: Any, sets: dict[str, Sequence[str]], out_dir: str 
     return counts
 
 
+def _by_text(feats: np.ndarray, owner: np.ndarray, n_texts: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each text's window features (and a zero owner per window), grouped in one pass."""
+    order = np.argsort(owner, kind="stable")
+    bounds = np.searchsorted(owner[order], np.arange(n_texts + 1))
+    return [(feats[order[bounds[i]:bounds[i + 1]]], np.zeros(bounds[i + 1] - bounds[i], dtype=np.int64))
+            for i in range(n_texts)]
+
+
 class FeatureScorer:
     """`.score(texts)` for a model whose encoder produced the features in `features_dir`: its head
     on the cached windows; texts not cached (none, in a pipeline run) go through the encoder."""
@@ -74,17 +82,14 @@ class FeatureScorer:
                 raise ValueError(f"{path}: windows of max_length {int(z['max_length'])}/stride {int(z['stride'])}, "
                                  f"the model scores {self.guard.max_length}/{self.guard.stride}")
             feats, owner, texts = z["feats"], z["owner"], z["texts"]
-        for i, text in enumerate(texts.tolist()):
-            rows = np.flatnonzero(owner == i)
-            self.cache[text] = (feats[rows], np.zeros(len(rows), dtype=np.int64))
+        self.cache.update(zip(texts.tolist(), _by_text(feats, owner, len(texts)), strict=True))
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         missing = [t for t in dict.fromkeys(texts) if t not in self.cache]
         if missing:
             feats, owner = self.guard.window_features(missing)
-            for i, text in enumerate(missing):
-                self.cache[text] = (feats[owner == i], np.zeros(int((owner == i).sum()), dtype=np.int64))
+            self.cache.update(zip(missing, _by_text(feats, owner, len(missing)), strict=True))
         self.hits += len(texts) - len(missing)
         self.misses += len(missing)
         parts = [self.cache[t] for t in texts]
