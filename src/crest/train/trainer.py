@@ -228,7 +228,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
         net = model if split == "train" else raw_model
         return net(input_ids=input_ids, attention_mask=mask).logits.float()
 
-    state = {"step": 0, "best_f1": None, "best_step": None, "best_metrics": None, "bad_evals": 0,
+    state = {"step": 0, "best_score": None, "best_step": None, "best_metrics": None, "bad_evals": 0,
              "stopped_early": False, "samples_seen": 0, "train_seconds": 0.0, "last_eval_step": None,
              "saved_step": None, "fingerprint": fp, "world_size": world}
     best_dir = state_dir / "best"
@@ -262,7 +262,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     # weights, when it was made with these settings and data.
     best_eval = best_dir / "eval.json"
     if best_eval.is_file() and (best := json.loads(best_eval.read_text()))["fingerprint"] == fp:
-        state.update(best_f1=best["score"], best_step=best["step"], best_metrics=best["metrics"])
+        state.update(best_score=best["score"], best_step=best["step"], best_metrics=best["metrics"])
     acc.wait_for_everyone()
 
     wandb_run = _open_wandb(settings, state_dir, fp) if main else None
@@ -327,23 +327,23 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
 
     def after_eval(step: int, result: dict[str, Any]) -> None:
         state["last_eval_step"] = step
-        f1 = result[opt.get("select", "f1_unsafe")]  # the selection score (state key kept: best_f1)
-        if state["best_f1"] is None or f1 > state["best_f1"] + opt["min_delta"]:
-            state.update(best_f1=f1, best_step=step, bad_evals=0, best_metrics=result)
+        score = result[opt.get("select", "f1_unsafe")]  # the selection score (optim.select)
+        if state["best_score"] is None or score > state["best_score"] + opt["min_delta"]:
+            state.update(best_score=score, best_step=step, bad_evals=0, best_metrics=result)
             if main:
                 def write(tmp: Path) -> None:
                     raw_model.save_pretrained(tmp)
-                    write_json({"step": step, "score": f1, "select": opt.get("select", "f1_unsafe"), "fingerprint": fp, "metrics": result}, tmp / "eval.json")
+                    write_json({"step": step, "score": score, "select": opt.get("select", "f1_unsafe"), "fingerprint": fp, "metrics": result}, tmp / "eval.json")
 
                 write_dir(best_dir, write)
         else:
             state["bad_evals"] += 1
             if opt["patience"] and state["bad_evals"] >= opt["patience"]:
                 state["stopped_early"] = True
-        metrics.write({"event": "eval", "step": step, **result, "best_f1": state["best_f1"],
+        metrics.write({"event": "eval", "step": step, **result, "best_score": state["best_score"],
                        "best_step": state["best_step"]})
-        log.info("step %d: validation %s %.4f, loss %.4f (best %.4f at step %d)", step, opt.get("select", "f1_unsafe"), f1,
-                 result["eval_loss"], state["best_f1"], state["best_step"])
+        log.info("step %d: validation %s %.4f, loss %.4f (best %.4f at step %d)", step, opt.get("select", "f1_unsafe"), score,
+                 result["eval_loss"], state["best_score"], state["best_step"])
 
     kill_at = int(os.environ.get(KILL_ENV, "0") or 0)
     plans: dict[int, list] = {}
@@ -401,7 +401,8 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     keep = settings.get("keep_state", False)
     if keep and state["saved_step"] != step:  # the final state, for inspection
         save_checkpoint(step)
-    summary = {k: state[k] for k in ("step", "best_step", "best_f1", "stopped_early", "samples_seen", "train_seconds")}
+    summary = {k: state[k] for k in ("step", "best_step", "best_score", "stopped_early", "samples_seen", "train_seconds")}
+    summary["best_f1"] = (state.get("best_metrics") or {}).get("f1_unsafe")  # of the exported weights
     summary.update(select=opt.get("select", "f1_unsafe"), total_steps=total_steps, steps_per_epoch=steps_per_epoch, world_size=world, precision=mixed,
                    best_metrics=state.get("best_metrics"), class_weights=weights.tolist(), fingerprint=fp,
                    train_rows=len(train_rows), validation_rows=len(val_rows),
