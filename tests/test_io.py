@@ -20,3 +20,18 @@ def test_atomic_write_creates_parent_dirs(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b" / "x.json"
     write_json([1, 2], out)
     assert out.is_file()
+
+
+def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
+    """A result file must be readable by whoever may read the run's folder (mkstemp alone gives 0600)."""
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_json({"v": 1}, tmp_path / "a.json")
+        os.umask(0o077)
+        write_json({"v": 1}, tmp_path / "b.json")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "b.json").stat().st_mode & 0o777 == 0o600

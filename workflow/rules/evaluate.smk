@@ -103,6 +103,7 @@ if EV.sets:
                 sets=" ".join(s.key for s in EV.sets),
                 sets_dir=lambda wc, input: Path(input.sets[0]).parents[1],
             threads: EV.section["threads"]
+            priority: 10  # as soon as the sets exist, beside training: every eval_model job waits for it
             log:
                 f"{RUN}/logs/evaluate/features_{{size}}.log",
             conda:

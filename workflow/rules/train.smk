@@ -1,8 +1,11 @@
 # Fine-tuning stage (docs/train.md): one XLM-R safe/unsafe classifier per arm x size x seed.
 #   data:   translated/{corpus}/{lang}.parquet (+ clusters/{method}/anchors.tsv for anchor arms)
 #           -> train/{arm}/data.parquet + data.json (rows checked, balanced, validation stratified)
-#   models: -> models/{arm}/{size}/seed{seed}/ (safetensors, tokenizer, config, provenance, card);
+#   models: -> models/{arm}/{size}/seed{seed}/ (safetensors, tokenizer, config, provenance, card,
+#           the threshold calibrated on the validation split: train.calibrate);
 #           checkpoints + metrics.jsonl in train/{arm}/{size}/seed{seed}/, so a rerun after a kill resumes.
+#   frozen-encoder recipe (optim.freeze_encoder): every arm's texts encoded once, in parts side by
+#           side -> train_features/{size}/part{i}.npz, read by each job instead of its own encoder pass.
 # GPU jobs run under torchrun (one process per GPU, DDP) with a standalone rendezvous: it binds a
 # free port, so two jobs on one node never collide. CPU jobs (gpus_per_train_job: 0) run directly.
 import importlib.util
@@ -12,12 +15,17 @@ from crest.languages import load_languages
 from crest.models import resolve_encoder
 from crest.paths import resolve
 from crest.train import plan as train_plan
+from crest.train.plan import FEATURE_PARTS as TRN_FEATURE_PARTS
 from crest.train.plan import (
     anchor_files,
     arm_context,
     dataset_inputs,
     dataset_settings,
     encoder_files,
+    feature_files,
+    feature_inputs,
+    feature_settings,
+    feature_sizes,
     job_settings,
     model_dirs,
     shell_json,
@@ -33,17 +41,6 @@ TRN_LAUNCH = (
     ("crest gpu-run --gpus {resources.gpu} -- " if importlib.util.find_spec("crest.gpu_slots") else "")
     + "torchrun --standalone --nproc_per_node={resources.gpu} --no-python "
     if TRN_GPUS
-    else ""
-)
-
-TRN_CAL_LAUNCH = (
-    "crest gpu-run --gpus 1 -- " if TRN_GPUS and importlib.util.find_spec("crest.gpu_slots") else ""
-)
-TRN_CALIBRATE_TARGET = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in (TRN["calibrate"] or {}).items())
-TRN_CALIBRATE = (
-    f" && {TRN_CAL_LAUNCH}crest guard calibrate --model {{output}} --data {{input.data}}"
-    f" --split validation {TRN_CALIBRATE_TARGET} >> {{log}} 2>&1"
-    if TRN["calibrate"]
     else ""
 )
 
@@ -73,11 +70,35 @@ rule train_dataset:
         " --languages {params.table} --out {output.data} --info {output.info} > {log} 2>&1"
 
 
+rule train_features:
+    input:
+        data=partial(feature_inputs, RUN, TRN_JOBS),
+        encoder=partial(encoder_files, RUN, config["models"].get("encoders", {})),
+    output:
+        f"{RUN}/train_features/{{size}}/part{{part}}.npz",
+    wildcard_constraints:
+        size="|".join(feature_sizes(TRN_JOBS, config)) or "NONE",
+        part=r"\d+",
+    params:
+        settings=lambda wc: shell_json(feature_settings(config, wc.size)),
+        encoder=lambda wc: resolve_encoder(config["models"]["encoders"][wc.size], RUN),
+    threads: TRN["threads"]
+    priority: 10  # every training job waits for all parts
+    log:
+        f"{RUN}/logs/train/features/{{size}}_part{{part}}.log",
+    conda:
+        "../../envs/crest.yaml"
+    shell:
+        "crest train features --encoder {params.encoder:q} --settings {params.settings} --part {wildcards.part}"
+        " --parts %d --threads {threads} --out {output} {input.data} > {log} 2>&1" % TRN_FEATURE_PARTS
+
+
 rule train_model:
     input:
         data=f"{TRN_DIR}/data.parquet",
         info=f"{TRN_DIR}/data.json",
         encoder=partial(encoder_files, RUN, config["models"].get("encoders", {})),
+        features=partial(feature_files, RUN, TRN_JOBS, config),
     output:
         directory(f"{RUN}/models/{{arm}}/{{size}}/seed{{seed}}"),
     wildcard_constraints:
@@ -88,6 +109,7 @@ rule train_model:
         settings=lambda wc: shell_json(job_settings(config, wc.arm, wc.size, int(wc.seed))),
         encoder=lambda wc: resolve_encoder(config["models"]["encoders"][wc.size], RUN),
         state=f"{TRN_DIR}/{{size}}/seed{{seed}}",
+        features=lambda wc, input: " ".join(f"--features {p}" for p in input.features),
     threads: TRN["threads"]
     resources:
         gpu=TRN_GPUS,
@@ -98,4 +120,4 @@ rule train_model:
     shell:
         TRN_LAUNCH + "crest train run --data {input.data} --info {input.info} --encoder {params.encoder:q}"
         " --settings {params.settings} --threads {threads} --state-dir {params.state} --out {output}"
-        f" > {{log}} 2>&1{TRN_CALIBRATE}"
+        " {params.features} > {log} 2>&1"

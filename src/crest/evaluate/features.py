@@ -11,6 +11,7 @@ in for another encoder.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -64,15 +65,25 @@ class FeatureScorer:
     """`.score(texts)` for a model whose encoder produced the features in `features_dir`: its head
     on the cached windows; texts not cached (none, in a pipeline run) go through the encoder."""
 
-    def __init__(self, guard: Any, features_dir: str | Path) -> None:
+    def __init__(self, guard: Any, features_dir: str | Path | None = None) -> None:
         self.guard = guard
-        self.features_dir = Path(features_dir)
-        self.digest = encoder_digest(guard.model)
+        self.features_dir = Path(features_dir) if features_dir is not None else None
         self.cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self.hits = self.misses = 0
 
+    @functools.cached_property
+    def digest(self) -> str:
+        return encoder_digest(self.guard.model)
+
+    def add(self, texts: Sequence[str], feats: np.ndarray) -> None:
+        """Cache texts that fit one window, with the feature of that window (made by this model's
+        encoder from the same ids, e.g. the frozen-encoder trainer's: `calibrate_exported`)."""
+        self.cache.update((t, (f[None, :], np.zeros(1, dtype=np.int64))) for t, f in zip(texts, feats, strict=True))
+
     def load(self, set_key: str) -> None:
         """Index one set's features by text (the sets a job scores, not the whole folder)."""
+        if self.features_dir is None:
+            raise ValueError("this scorer was given no features directory")
         path = feature_path(self.features_dir, set_key)
         with np.load(path, allow_pickle=False) as z:
             if str(z["digest"]) != self.digest:

@@ -69,3 +69,12 @@ def save_threshold(model_dir: str | Path, result: dict[str, Any], data_note: str
     pattern = re.compile(re.escape(CARD_START) + ".*?" + re.escape(CARD_END) + "\n?", re.S)
     text = pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
     write_text(text.lstrip("\n"), card)
+
+
+def calibrate_model(model_dir: str | Path, probs: np.ndarray, labels: np.ndarray, *, target_recall: float | None = None,
+                    target_fpr: float | None = None, note: str = "") -> dict[str, Any]:
+    """Calibrate on a model's scores of labelled rows and store the threshold with it (what `crest
+    guard calibrate` and a training job's `train.calibrate` both do)."""
+    result = calibrate_threshold(probs, labels, target_recall=target_recall, target_fpr=target_fpr)
+    save_threshold(model_dir, result, note)
+    return result

@@ -102,7 +102,8 @@ def _classify(args: argparse.Namespace) -> None:
 def _calibrate(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from crest.guard import Guard, calibrate_threshold, save_threshold
+    from crest.guard import Guard
+    from crest.guard.calibrate import calibrate_model
 
     quiet_loading()
     frames = []
@@ -119,10 +120,9 @@ def _calibrate(args: argparse.Namespace) -> None:
     if df.empty:
         raise ValueError(f"no rows with split {args.split!r} in {', '.join(map(str, args.data))}")
     guard = Guard.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
-    result = calibrate_threshold(guard.score(df["text"].tolist()), df["label"].to_numpy(),
-                                 target_recall=args.target_recall, target_fpr=args.target_fpr)
     note = f"{args.split or 'all'} split of {', '.join(Path(p).name for p in args.data)}"
-    save_threshold(args.model, result, note)
+    result = calibrate_model(args.model, guard.score(df["text"].tolist()), df["label"].to_numpy(),
+                             target_recall=args.target_recall, target_fpr=args.target_fpr, note=note)
     print(json.dumps(result))
 
 

@@ -4,6 +4,7 @@
     crest train run --data data.parquet --info data.json --encoder DIR_OR_ID --settings JSON \\
         --state-dir STATE --out MODEL_DIR
     torchrun --standalone --nproc_per_node=N --no-python crest train run ...    (DDP on N GPUs)
+    crest train features --encoder DIR_OR_ID --settings JSON --part I --parts N --out part.npz DATA.parquet...
     crest train arms --configfile config/config.yaml [--anchors kmeans=TSV]     (what each arm trains on)
 """
 
@@ -43,9 +44,20 @@ def _run(args: argparse.Namespace) -> None:
     if args.threads:
         settings["threads"] = args.threads
     data_info = json.loads(args.info.read_text(encoding="utf-8")) if args.info else {}
-    summary = train_model(args.data, args.encoder, settings, args.state_dir, args.out, data_info)
+    summary = train_model(args.data, args.encoder, settings, args.state_dir, args.out, data_info,
+                          feature_files=args.features)
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line (rank 0's)
         print(json.dumps({k: summary[k] for k in ("step", "best_step", "best_f1", "stopped_early", "samples_per_s")}))
+
+
+def _features(args: argparse.Namespace) -> None:
+    from crest.train.frozen import feature_texts, write_features
+
+    opt = args.settings["optim"]
+    n = write_features(args.encoder, feature_texts(args.data, args.part, args.parts), args.out,
+                       max_length=opt["max_length"], pad_to=opt["pad_to"], batch_tokens=opt["batch_tokens"],
+                       max_batch_size=opt["max_batch_size"], threads=args.threads)
+    print(json.dumps({"part": args.part, "parts": args.parts, "texts": n}))
 
 
 def _arms(args: argparse.Namespace) -> None:
@@ -108,7 +120,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, help="the exported model directory")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="overrides the settings' device")
     p.add_argument("--threads", type=int, default=None, help="CPU threads (overrides the settings' threads)")
+    p.add_argument("--features", action="append", default=[], type=Path, metavar="NPZ",
+                   help="frozen-encoder recipe: shared head features (crest train features), read instead of encoding")
     p.set_defaults(func=_run)
+
+    p = train.add_parser("features", help="frozen-encoder recipe: encode one part of the arms' texts once, for every arm")
+    p.add_argument("--encoder", required=True, help="hub id or model directory")
+    p.add_argument("--settings", required=True, type=json_object, help="JSON: a job's settings (its optim is used)")
+    p.add_argument("--part", required=True, type=int)
+    p.add_argument("--parts", required=True, type=int)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, type=Path, help="the .npz to write")
+    p.add_argument("data", nargs="+", type=Path, help="the arms' data.parquet files")
+    p.set_defaults(func=_features)
 
     p = train.add_parser("arms", help="list a config's arms, their languages, tiers and model counts")
     p.add_argument("--configfile", required=True, type=Path)

@@ -6,13 +6,28 @@ every step. Computing it once per text and stepping only the head turns a CPU ru
 full forward/backward passes into one forward per text: the demo's recipe, which its model cards
 state. The exported model is still a complete `...ForSequenceClassification` (frozen encoder +
 trained head), scored like any other. Single process only: DDP gains nothing here.
+
+Arms that share the frozen encoder also share the features: rule `train_features` encodes the
+union of every arm's texts once (`write_features`, split into parts by a hash of the text so the
+parts run side by side), and each job reads them (`load_features`) instead of encoding its own
+rows again; a file of another encoder or another `max_length` is refused. Checkpoints and the
+best weights then hold the head only (`save_head`): the rest is the encoder as loaded.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 
+from crest.io import atomic_path
 from crest.train.batching import collate, eval_batches
+
+HEAD_FILE = "head.safetensors"
 
 
 def freeze_encoder(model) -> None:
@@ -40,3 +55,84 @@ def head_features(model, ids: list[np.ndarray], pad_id: int, *, pad_to: int, bat
             out[torch.from_numpy(b).to(device)] = hidden[:, :1].float()
     model.train(was_training)
     return out
+
+
+def feature_part(text: str, parts: int) -> int:
+    """Which of `parts` feature files holds a text (stable across runs and machines)."""
+    return int(hashlib.sha1(text.encode("utf-8")).hexdigest()[:8], 16) % parts
+
+
+def feature_texts(data_paths: Sequence[str | Path], part: int, parts: int) -> list[str]:
+    """The distinct texts (train and validation rows) of the arms' data sets that fall in `part`."""
+    import pandas as pd
+
+    texts = set()
+    for path in data_paths:
+        texts.update(pd.read_parquet(path, columns=["text"])["text"].tolist())
+    return sorted(t for t in texts if feature_part(t, parts) == part)
+
+
+def write_features(encoder: str, texts: Sequence[str], out: str | Path, *, max_length: int, pad_to: int,
+                   batch_tokens: int | None, max_batch_size: int, threads: int = 1) -> int:
+    """Encode `texts` as the trainer would (its tokenisation, `head_features`) and write `out` (.npz:
+    texts, feats, the encoder's weights digest, max_length); returns the number of texts."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from crest.evaluate.features import encoder_digest
+    from crest.train.trainer import tokenize
+
+    torch.set_num_threads(max(1, threads))
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=2, attn_implementation="sdpa")
+    texts = list(texts)
+    ids = tokenize(tokenizer, texts, max_length)
+    feats = head_features(model, ids, tokenizer.pad_token_id, pad_to=pad_to, batch_tokens=2 * (batch_tokens or 16384),
+                          max_batch_size=2 * max_batch_size, device="cpu", autocast=contextlib.nullcontext) \
+        if ids else torch.zeros((0, 1, model.config.hidden_size))
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp, open(tmp, "wb") as f:
+        np.savez(f, texts=np.asarray(texts, dtype=object).astype(str), feats=feats[:, 0].numpy(),
+                 digest=np.asarray(encoder_digest(model)), max_length=np.asarray(max_length))
+    return len(texts)
+
+
+def load_features(paths: Sequence[str | Path], digest: str, max_length: int) -> dict[str, np.ndarray]:
+    """text -> head feature (hidden,) from `write_features` files, refusing any made by another
+    encoder (weights digest) or at another max_length: cached features never stand in for others."""
+    out: dict[str, np.ndarray] = {}
+    for path in paths:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["digest"]) != digest:
+                raise ValueError(f"{path}: features of another encoder (weights digest {z['digest']}, this model's "
+                                 f"encoder {digest}); rebuild them (rule train_features)")
+            if int(z["max_length"]) != max_length:
+                raise ValueError(f"{path}: features at max_length {int(z['max_length'])}, training uses {max_length}")
+            out.update(zip(z["texts"].tolist(), z["feats"], strict=True))
+    return out
+
+
+def save_head(model: Any, directory: Path) -> None:
+    """The trainable (head) tensors only: with the encoder frozen, the rest is the encoder as loaded."""
+    from safetensors.torch import save_file
+
+    save_file({n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad},
+              directory / HEAD_FILE)
+
+
+def load_head(model: Any, directory: Path) -> None:
+    """Put `save_head`'s tensors back; every one must name a trainable parameter of `model`."""
+    import torch
+    from safetensors.torch import load_file
+
+    if not (directory / HEAD_FILE).is_file() and (directory / "model.safetensors").is_file():
+        model.load_state_dict(load_file(directory / "model.safetensors"))  # a whole model (older runs)
+        return
+    head = load_file(directory / HEAD_FILE)
+    params = dict(model.named_parameters())
+    unknown = sorted(set(head) - {n for n, p in params.items() if p.requires_grad})
+    if unknown:
+        raise ValueError(f"{directory / HEAD_FILE}: not trainable parameters of this model: {', '.join(unknown)}")
+    with torch.no_grad():
+        for name, tensor in head.items():
+            params[name].copy_(tensor.to(params[name].device))

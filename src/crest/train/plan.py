@@ -70,7 +70,39 @@ def job_settings(config: dict[str, Any], arm: str, size: str, seed: int) -> dict
             "arm_description": train["arms"][arm].get("description", ""), "size": size,
             "encoder": config["models"]["encoders"][size], "seed": seed, "optim": optim, "budget": budget,
             "device": config["resources"]["device"],
-            "threads": train["threads"], "keep_state": train["keep_state"], "wandb": train["wandb"]}
+            "threads": train["threads"], "keep_state": train["keep_state"], "wandb": train["wandb"],
+            "calibrate": train["calibrate"]}
+
+
+FEATURE_PARTS = 4
+"""Shared frozen-encoder features come in this many files (rule train_features), encoded side by side."""
+FEATURE_OPTIM_KEYS = ("max_length", "pad_to", "batch_tokens", "max_batch_size")
+"""What of `optim` the features depend on (a change to the learning rate re-encodes nothing)."""
+
+
+def size_optim(config: dict[str, Any], size: str) -> dict[str, Any]:
+    return {**config["train"]["optim"], **config["train"]["overrides"].get(size, {})}
+
+
+def feature_sizes(jobs: list[tuple[str, str, int]], config: dict[str, Any]) -> list[str]:
+    """Sizes trained with the frozen-encoder recipe: their arms share one encoder pass."""
+    return sorted({size for _, size, _ in jobs if size_optim(config, size).get("freeze_encoder")})
+
+
+def feature_settings(config: dict[str, Any], size: str) -> dict[str, Any]:
+    return {"optim": {k: size_optim(config, size)[k] for k in FEATURE_OPTIM_KEYS}}
+
+
+def feature_files(run_dir: str, jobs: list[tuple[str, str, int]], config: dict[str, Any], wildcards) -> list[str]:
+    """The shared feature files a training job reads (none unless its size freezes the encoder)."""
+    if wildcards.size not in feature_sizes(jobs, config):
+        return []
+    return [f"{run_dir}/train_features/{wildcards.size}/part{i}.npz" for i in range(FEATURE_PARTS)]
+
+
+def feature_inputs(run_dir: str, jobs: list[tuple[str, str, int]], wildcards) -> list[str]:
+    """Every arm's data set of one size: the union of their texts is encoded once."""
+    return [f"{run_dir}/train/{arm}/data.parquet" for arm in sorted({a for a, s, _ in jobs if s == wildcards.size})]
 
 
 def dataset_settings(config: dict[str, Any], arm: str, table: Mapping[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from crest.io import write_json
 from crest.train.batching import BucketBatcher, collate, eval_batches, shard_steps
 from crest.train.card import export_model, recover_dir, write_dir
 from crest.train.dataset import check_dataset
-from crest.train.frozen import freeze_encoder, head_features
+from crest.train.frozen import freeze_encoder, head_features, load_features, load_head, save_head
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,35 @@ def tokenize(tokenizer, texts: list[str], max_length: int, chunk: int = 4096) ->
     return ids
 
 
+def calibrate_exported(model_dir: Path, val_rows: pd.DataFrame, val_ids: list[np.ndarray], val_features,
+                       settings: dict[str, Any], max_length: int) -> dict[str, Any]:
+    """Choose the exported model's threshold on the validation split (`settings["calibrate"]`: its
+    target), scored the way `crest guard calibrate` scores it (`Guard`, every window). With the
+    encoder frozen, a text the trainer saw whole (shorter than max_length: one window, the same
+    ids) reuses its feature; only longer texts go through the encoder again."""
+    from crest.evaluate.features import FeatureScorer
+    from crest.guard import Guard
+    from crest.guard.calibrate import calibrate_model
+
+    guard = Guard.from_pretrained(model_dir, device="cpu" if settings.get("device") == "cpu" else "auto")
+    texts = val_rows["text"].tolist()
+    score = guard.score
+    if val_features is not None:
+        scorer = FeatureScorer(guard)
+        whole = [i for i, ids in enumerate(val_ids) if len(ids) < max_length]
+        scorer.add([texts[i] for i in whole], val_features[whole, 0].cpu().numpy())
+        score = scorer.score
+    return calibrate_model(model_dir, score(texts), val_rows["label"].to_numpy(), **settings["calibrate"],
+                           note="validation split of data.parquet")
+
+
 def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], state_dir: str | Path,
-                out_dir: str | Path, data_info: dict[str, Any] | None = None) -> dict[str, Any]:
+                out_dir: str | Path, data_info: dict[str, Any] | None = None,
+                feature_files: list[Path] | None = None) -> dict[str, Any]:
     """Train (or resume) one classifier and export it to `out_dir`; returns the summary the model
-    card reports. `settings` is `crest.train.plan.job_settings(...)`."""
+    card reports. `settings` is `crest.train.plan.job_settings(...)`; with `settings["calibrate"]`
+    the exported model's threshold is then chosen on the validation split. `feature_files`: the
+    frozen-encoder recipe's shared feature files (rule train_features), read instead of encoding."""
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator
@@ -214,11 +239,41 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
                               num_training_steps=total_steps)
     model, optimizer = acc.prepare(model, optimizer)
     raw_model = acc.unwrap_model(model)
-    features = {split: head_features(raw_model, ids, pad_id, pad_to=opt["pad_to"],
-                                     batch_tokens=2 * (opt["batch_tokens"] or 16384),
-                                     max_batch_size=2 * opt["max_batch_size"], device=acc.device,
-                                     autocast=acc.autocast)
-                for split, ids in (("train", train_ids), ("validation", val_ids))} if frozen else {}
+    cached: dict[str, np.ndarray] = {}
+    if frozen and feature_files:
+        from crest.evaluate.features import encoder_digest
+
+        cached = load_features(feature_files, encoder_digest(raw_model), opt["max_length"])
+
+    def split_features(texts: list[str], ids: list[np.ndarray]) -> "torch.Tensor":
+        """Each text's head input: from the shared files where cached, else encoded here."""
+        todo = [i for i, t in enumerate(texts) if t not in cached]
+        out = torch.empty((len(texts), 1, raw_model.config.hidden_size), dtype=torch.float32, device=acc.device)
+        done = [i for i, t in enumerate(texts) if t in cached]
+        if done:
+            out[done, 0] = torch.from_numpy(np.stack([cached[texts[i]] for i in done])).to(acc.device)
+        if todo:
+            out[todo] = head_features(raw_model, [ids[i] for i in todo], pad_id, pad_to=opt["pad_to"],
+                                      batch_tokens=2 * (opt["batch_tokens"] or 16384),
+                                      max_batch_size=2 * opt["max_batch_size"], device=acc.device, autocast=acc.autocast)
+        feature_counts["cached"] += len(done)
+        feature_counts["encoded"] += len(todo)
+        return out
+
+    feature_counts = {"cached": 0, "encoded": 0}
+    features = {split: split_features(rows_["text"].tolist(), ids)
+                for split, rows_, ids in (("train", train_rows, train_ids), ("validation", val_rows, val_ids))} \
+        if frozen else {}
+    if frozen:
+        log.info("head features: %d texts from the shared files, %d encoded here", feature_counts["cached"],
+                 feature_counts["encoded"])
+
+    def save_weights(directory: Path) -> None:
+        """The whole model, or with the encoder frozen the head alone (the rest is as loaded)."""
+        if frozen:
+            save_head(raw_model, directory)
+        else:
+            raw_model.save_pretrained(directory)
 
     def logits_of(split: str, b, input_ids, mask):
         """The classifier's logits for rows `b` of a split: from the cached encoder features when
@@ -250,7 +305,10 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
 
         path = ckpts[-1][1]
         saved = json.loads((path / "state.json").read_text())
-        raw_model.load_state_dict(load_file(path / "model.safetensors", device=str(acc.device)))
+        if frozen:
+            load_head(raw_model, path)
+        else:
+            raw_model.load_state_dict(load_file(path / "model.safetensors", device=str(acc.device)))
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=acc.device, weights_only=True))
         scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
         if saved["world_size"] != world:
@@ -315,7 +373,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
         state["saved_step"] = step
         if main:
             def write(tmp: Path) -> None:
-                raw_model.save_pretrained(tmp)
+                save_weights(tmp)
                 torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
                 torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
                 write_json(state, tmp / "state.json")
@@ -332,7 +390,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
             state.update(best_score=score, best_step=step, bad_evals=0, best_metrics=result)
             if main:
                 def write(tmp: Path) -> None:
-                    raw_model.save_pretrained(tmp)
+                    save_weights(tmp)
                     write_json({"step": step, "score": score, "select": opt.get("select", "f1_unsafe"), "fingerprint": fp, "metrics": result}, tmp / "eval.json")
 
                 write_dir(best_dir, write)
@@ -408,8 +466,16 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
                    train_rows=len(train_rows), validation_rows=len(val_rows),
                    samples_per_s=state["samples_seen"] / max(state["train_seconds"], 1e-9))
     if main:
+        if frozen:  # best/ holds the head: the exported model is the whole classifier
+            load_head(raw_model, best_dir)
+            selected = json.loads((best_dir / "eval.json").read_text())
+            write_dir(best_dir, lambda tmp: (raw_model.save_pretrained(tmp), write_json(selected, tmp / "eval.json")))
+        summary["features"] = feature_counts if frozen else None
         export_model(best_dir, out_dir, tokenizer, settings, summary, data_info or {},
                      state_dir / "metrics.jsonl")
+        if settings.get("calibrate"):
+            summary["calibration"] = calibrate_exported(out_dir, val_rows, val_ids, features.get("validation") if cpu else None,
+                                                        settings, opt["max_length"])
         if not keep:
             for path in [p for _, p in _checkpoints(state_dir)] + [best_dir]:
                 shutil.rmtree(path, ignore_errors=True)
