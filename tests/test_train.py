@@ -145,10 +145,14 @@ def test_paper_config_enumerates_arms_sizes_seeds() -> None:
     jobs = train_jobs(config)
     arms, sizes, seeds = config["train"]["arms"], config["train"]["sizes"], config["train"]["seeds"]
     assert sizes == ["base", "large"] and len(seeds) >= 3
-    assert {"crest", "crest_alldata", "english", "shuffled", "all", "paper13", "transfer_hi", "transfer_kn",
-            "transfer_sd", "transfer_zh", "transfer_hi_zh", *(f"random_{i}" for i in range(5))} <= set(arms)
+    nulls = [f"shuffled_{i}" for i in range(3)]
+    assert {"crest", "crest_alldata", "english", "all", "paper13", "transfer_hi", "transfer_kn", "transfer_sd",
+            "transfer_zh", "transfer_hi_zh", *(f"random_{i}" for i in range(5)), *nulls} <= set(arms)
     assert config["train"]["budget"]["examples"] and arms["crest_alldata"]["budget"] is False
-    assert len(jobs) == len(set(jobs)) == len(arms) * len(sizes) * len(seeds)
+    # The null control: three permutations at one seed each, as many models as an arm's three seeds.
+    assert sorted((a, z, s) for a, z, s in jobs if a.startswith("shuffled")) == \
+        [(a, z, 0) for a in nulls for z in ("base", "large")]
+    assert len(jobs) == len(set(jobs)) == (len(arms) - len(nulls)) * len(sizes) * len(seeds) + len(nulls) * len(sizes)
     large = job_settings(config, "crest", "large", seeds[0])
     assert large["encoder"] == "FacebookAI/xlm-roberta-large" and large["optim"]["lr"] < config["train"]["optim"]["lr"]
 
