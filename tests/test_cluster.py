@@ -224,3 +224,16 @@ def test_rule_targets_and_candidates_from_the_demo_config() -> None:
     assert candidates[0] == "en" and len(candidates) >= 2 and set(candidates) <= set(translated)  # translated ...
     groups = config["languages"]["groups"]  # ... but never an evaluation language (contract 5)
     assert set(candidates).isdisjoint(groups["unseen_hrl"] + groups["ood_lrl"]) and "th" not in candidates
+
+
+def test_umap_map_keeps_the_planted_groups_apart(tmp_path: Path) -> None:
+    """The UMAP coordinates (from exact sklearn neighbours) are deterministic and keep each planted
+    group closer to itself than to the others."""
+    means_path = write_embeddings(tmp_path / "emb")
+    a = language_map(means_path, tmp_path / "a.parquet", n_neighbors=5)
+    b = language_map(means_path, tmp_path / "b.parquet", n_neighbors=5)
+    uv = a[["umap1", "umap2"]].to_numpy()
+    assert np.isfinite(uv).all() and np.array_equal(uv, b[["umap1", "umap2"]].to_numpy())
+    d = np.linalg.norm(uv[:, None] - uv[None], axis=-1)
+    same = np.equal.outer(TRUTH, TRUTH) & ~np.eye(len(TRUTH), dtype=bool)
+    assert d[same].max() < d[~np.equal.outer(TRUTH, TRUTH)].min()

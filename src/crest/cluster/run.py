@@ -188,7 +188,7 @@ def language_map(means_path: str | Path, out: str | Path, *, layer: int | None =
                  normalize: str = "l2", pca: int | None = None, seed: int = 13, umap: bool = True,
                  n_neighbors: int = 30, min_dist: float = 0.8, spread: float = 1.5) -> pd.DataFrame:
     """2-D coordinates of every language: PCA (first two components) and UMAP, in the space the
-    clustering uses. Method-independent, so computed once (UMAP's numba compilation is ~10 s)."""
+    clustering uses. Method-independent, so computed once."""
     from sklearn.decomposition import PCA
 
     langs, means, layer = read_language_means(means_path, layer)
@@ -197,11 +197,20 @@ def language_map(means_path: str | Path, out: str | Path, *, layer: int | None =
     xy = pca2.transform(X)
     df = pd.DataFrame({"language": langs, "pca1": xy[:, 0], "pca2": xy[:, 1]})
     if umap and len(langs) >= 4:
-        import umap as umap_lib
+        import warnings
 
-        reducer = umap_lib.UMAP(n_components=2, n_neighbors=min(n_neighbors, len(langs) - 1), min_dist=min_dist,
-                                spread=spread, random_state=seed, n_jobs=1)
-        uv = reducer.fit_transform(X)
+        import umap as umap_lib
+        from sklearn.neighbors import NearestNeighbors
+
+        # The exact neighbours UMAP would compute itself for so few points, from sklearn: UMAP's own
+        # path compiles numba kernels for ~15-20 s of a 25 s job, for 100 points.
+        k = min(n_neighbors, len(langs) - 1)
+        dists, idx = NearestNeighbors(n_neighbors=k).fit(X).kneighbors(X)
+        reducer = umap_lib.UMAP(n_components=2, n_neighbors=k, min_dist=min_dist, spread=spread, random_state=seed,
+                                n_jobs=1, precomputed_knn=(idx, dists, None))
+        with warnings.catch_warnings():  # "no search index: transform() unavailable" (never called)
+            warnings.simplefilter("ignore", UserWarning)
+            uv = reducer.fit_transform(X)
         df["umap1"], df["umap2"] = uv[:, 0], uv[:, 1]
     with atomic_path(out) as tmp:
         df.attrs = {}
