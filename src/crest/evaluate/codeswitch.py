@@ -185,12 +185,15 @@ class EncoderAligner:
     loaded with from_pretrained, so offline it takes the run's own encoder): cosine similarity of
     the subword vectors of one layer (`simalign.SentenceAligner.get_similarity`), matched with
     simalign's `iter_max` (or `fwd`/`rev`/`inter` argmax), subword links mapped to word links.
-    Batched, unlike simalign's own SentenceAligner, which embeds one pair per forward pass."""
+    Batched, unlike simalign's own SentenceAligner, which embeds one pair per forward pass: the
+    sentences sorted by subword length and cut into batches of at most `max_tokens` padded
+    tokens (little padding; on CPU, batches much larger than ~2k tokens page-fault and run slower).
+    The encoder is cut to its first `layer` blocks (`cut`), so the blocks above are never run."""
 
     METHODS = ("itermax", "inter")
 
     def __init__(self, model: str | Path, *, layer: int = 8, method: str = "itermax", device: str = "cpu",
-                 batch_size: int = 16, max_length: int = 256) -> None:
+                 max_tokens: int = 2048, max_length: int = 256) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
@@ -200,57 +203,84 @@ class EncoderAligner:
         self.tokenizer = AutoTokenizer.from_pretrained(str(model))
         self.model = AutoModel.from_pretrained(str(model)).eval().to(device)
         self.layer = min(layer, int(self.model.config.num_hidden_layers))
-        self.method, self.device, self.batch_size, self.max_length = method, device, batch_size, max_length
+        self.method, self.device, self.max_tokens, self.max_length = method, device, max_tokens, max_length
         self.name = str(model)
+        self.cut = self._cut_layers()
+        self._word_ids: dict[str, list[int]] = {}
+
+    def _cut_layers(self) -> bool:
+        """Keep the encoder's first `layer` blocks (XLM-R/BERT-style models hold them in the ModuleList
+        `model.encoder.layer`): its last hidden state is then hidden_states[layer]. False, and the
+        model left whole, for other layouts or layer 0 (the embeddings)."""
+        blocks = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if self.layer < 1 or not isinstance(blocks, self.torch.nn.ModuleList) or len(blocks) < self.layer:
+            return False
+        self.model.encoder.layer = blocks[:self.layer]
+        return True
 
     def _pieces(self, ws: Sequence[str]) -> tuple[list[int], list[int]]:
         """Subword ids of a word list and the word index of each (cut to max_length)."""
         ids, owner = [], []
         for w, word in enumerate(ws):
-            for piece in self.tokenizer.convert_tokens_to_ids(self.tokenizer.tokenize(word)):
-                ids.append(piece)
-                owner.append(w)
+            pieces = self._word_ids.get(word)
+            if pieces is None:
+                pieces = self._word_ids[word] = self.tokenizer.convert_tokens_to_ids(self.tokenizer.tokenize(word))
+            ids += pieces
+            owner += [w] * len(pieces)
         keep = self.max_length - 2
         return ids[:keep], owner[:keep]
 
-    def _vectors(self, batch: Sequence[Sequence[str]]):
+    def _hidden(self, batch: Sequence[Sequence[int]]) -> list:
+        """Vectors of the subwords (no CLS/SEP) of each id list, at `layer`."""
         torch, tok = self.torch, self.tokenizer
-        encoded = [self._pieces(ws) for ws in batch]
-        width = max(len(ids) for ids, _ in encoded) + 2
+        width = max(len(ids) for ids in batch) + 2
         input_ids = torch.full((len(batch), width), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for b, (ids, _) in enumerate(encoded):
+        for b, ids in enumerate(batch):
             seq = [tok.cls_token_id, *ids, tok.sep_token_id]
             input_ids[b, :len(seq)] = torch.tensor(seq)
             mask[b, :len(seq)] = 1
-        with torch.no_grad():
+        with torch.inference_mode():
             out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                             output_hidden_states=True)
-        hidden = out.hidden_states[self.layer].float().cpu().numpy()
-        return [(hidden[b, 1:1 + len(ids)], owner) for b, (ids, owner) in enumerate(encoded)]
+                             output_hidden_states=not self.cut)
+        hidden = (out.last_hidden_state if self.cut else out.hidden_states[self.layer]).float().cpu().numpy()
+        return [hidden[b, 1:1 + len(ids)] for b, ids in enumerate(batch)]
+
+    def embed(self, sentences: Sequence[Sequence[str]]) -> list[tuple]:
+        """(subword vectors, word index of each subword) per word list, in input order; computed in
+        length-sorted batches of at most `max_tokens` padded tokens."""
+        encoded = [self._pieces(ws) for ws in sentences]
+        order = sorted(range(len(encoded)), key=lambda s: len(encoded[s][0]))
+        out: list = [None] * len(encoded)
+        batch: list[int] = []
+        for s in [*order, None]:  # None flushes the last batch
+            if batch and (s is None or (len(batch) + 1) * (len(encoded[s][0]) + 2) > self.max_tokens):
+                for t, vec in zip(batch, self._hidden([encoded[t][0] for t in batch]), strict=True):
+                    out[t] = (vec, encoded[t][1])
+                batch = []
+            if s is not None:
+                batch.append(s)
+        return out
 
     def align(self, pairs: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[set[tuple[int, int]]]:
         """Word links (matrix index, embedded index) of each (matrix words, embedded words) pair."""
         from simalign import SentenceAligner
 
+        vecs = self.embed([ws for pair in pairs for ws in pair])
         out: list[set[tuple[int, int]]] = []
-        for start in range(0, len(pairs), self.batch_size):
-            chunk = pairs[start:start + self.batch_size]
-            flat = [ws for pair in chunk for ws in pair]
-            vecs = self._vectors(flat)
-            for p in range(len(chunk)):
-                (xv, xo), (yv, yo) = vecs[2 * p], vecs[2 * p + 1]
-                if not len(xv) or not len(yv):
-                    out.append(set())
-                    continue
-                sim = SentenceAligner.get_similarity(xv, yv)
-                if self.method == "itermax":
-                    mat = SentenceAligner.iter_max(sim)
-                else:
-                    fwd, rev = SentenceAligner.get_alignment_matrix(sim)
-                    mat = fwd * rev
-                rows, cols = mat.nonzero()
-                out.append({(xo[i], yo[j]) for i, j in zip(rows, cols, strict=True)})
+        for p in range(len(pairs)):
+            (xv, xo), (yv, yo) = vecs[2 * p], vecs[2 * p + 1]
+            if not len(xv) or not len(yv):
+                out.append(set())
+                continue
+            sim = SentenceAligner.get_similarity(xv, yv)
+            if self.method == "itermax":
+                mat = SentenceAligner.iter_max(sim)
+            else:
+                fwd, rev = SentenceAligner.get_alignment_matrix(sim)
+                mat = fwd * rev
+            rows, cols = mat.nonzero()
+            out.append({(xo[i], yo[j]) for i, j in zip(rows, cols, strict=True)})
         return out
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,21 +82,67 @@ def _rank(ids: pd.Series, seed: int) -> pd.Series:
     return ids.map(lambda i: hashlib.sha1(f"{seed}:{i}".encode()).hexdigest())
 
 
-def sample_rows(df: pd.DataFrame, max_rows: int | None, seed: int, min_per_label: int = 0) -> pd.DataFrame:
-    """At most `max_rows` rows, labels in their proportions (each at least one row when present, and
-    at least `min_per_label` where the label has them: a 90%-unsafe split sampled in proportion
-    leaves too few safe rows to measure a false-positive rate), chosen by a hash of (seed, id): the
-    same ids in every language of a translated benchmark."""
-    if not max_rows or len(df) <= max_rows:
-        return df
-    counts = df["label"].value_counts()
-    quota = {lab: max(1, round(max_rows * n / len(df)), min(int(n), min_per_label)) for lab, n in counts.items()}
+def sample_quota(labels: pd.Series, max_rows: int | None, min_per_label: int = 0) -> dict[Any, int] | None:
+    """Rows to keep per label out of rows with these labels (None: keep them all): in proportion,
+    each label at least one row when present and at least `min_per_label` where it has them (a
+    90%-unsafe split sampled in proportion leaves too few safe rows to measure a false-positive
+    rate), `max_rows` in all."""
+    if not max_rows or len(labels) <= max_rows:
+        return None
+    counts = labels.value_counts()
+    quota = {lab: max(1, round(max_rows * n / len(labels)), min(int(n), min_per_label)) for lab, n in counts.items()}
     while sum(quota.values()) > max_rows:
         big = max(quota, key=quota.get)
         quota[big] -= 1
-    ranked = df.assign(_rank=_rank(df["id"], seed)).sort_values("_rank", kind="stable")
-    parts = [ranked[ranked["label"] == lab].head(q) for lab, q in quota.items()]
-    return pd.concat(parts).drop(columns="_rank").sort_index()
+    return quota
+
+
+def ranked(df: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """Rows in sampling order: a hash of (seed, id), so the same ids in every language."""
+    return df.assign(_rank=_rank(df["id"], seed)).sort_values("_rank", kind="stable").drop(columns="_rank")
+
+
+def take_quota(df: pd.DataFrame, quota: dict[Any, int], seed: int) -> pd.DataFrame:
+    """The first `quota[label]` rows of each label in sampling order, in the frame's own order."""
+    order = ranked(df, seed)
+    return pd.concat([order[order["label"] == lab].head(q) for lab, q in quota.items()]).sort_index()
+
+
+def sample_rows(df: pd.DataFrame, max_rows: int | None, seed: int, min_per_label: int = 0) -> pd.DataFrame:
+    """At most `max_rows` rows, labels in their proportions (`sample_quota`), chosen by a hash of
+    (seed, id): the same ids in every language of a translated benchmark."""
+    quota = sample_quota(df["label"], max_rows, min_per_label)
+    return df if quota is None else take_quota(df, quota, seed)
+
+
+def switch_until_filled(candidates: pd.DataFrame, switch: Callable[[pd.DataFrame], pd.DataFrame],
+                        quota: dict[Any, int] | None, seed: int, min_chunk: int = 8) -> pd.DataFrame:
+    """`switch` (code-switch rows; a row with a `drop_reason` is dropped) applied to the candidates
+    in sampling order, chunk by chunk, to labels short of their quota only, until each label has
+    `quota[label]` kept rows or no candidates left; the switched rows in candidate order. Alignment
+    is most of a code-switched set's cost and most candidates were never kept, so only what the
+    sample can use is aligned. Every row of a label before its quota-th kept row is switched, so
+    `take_quota` on the kept rows picks what it would pick after switching every candidate. Each
+    chunk asks for the rows still needed over the label's kept rate so far ((kept+1)/(tried+1))."""
+    if quota is None:
+        return switch(candidates)
+    order = ranked(candidates, seed)
+    queue = {lab: order[order["label"] == lab] for lab in quota}
+    kept, tried = dict.fromkeys(quota, 0), dict.fromkeys(quota, 0)
+    done: list[pd.DataFrame] = []
+    while short := [lab for lab in quota if kept[lab] < quota[lab] and tried[lab] < len(queue[lab])]:
+        chunk = []
+        for lab in short:
+            k = max(min_chunk, math.ceil((quota[lab] - kept[lab]) * (tried[lab] + 1) / (kept[lab] + 1)))
+            chunk.append(queue[lab].iloc[tried[lab]:tried[lab] + k])
+            tried[lab] += len(chunk[-1])
+        switched = switch(pd.concat(chunk))
+        done.append(switched)
+        for lab, n in switched.loc[switched["drop_reason"].isna(), "label"].value_counts().items():
+            kept[lab] += int(n)
+    position = pd.Series(range(len(candidates)), index=candidates["id"].to_numpy())
+    out = pd.concat(done, ignore_index=True)
+    return out.iloc[position[out["id"]].to_numpy().argsort(kind="stable")].reset_index(drop=True)
 
 
 def _filter(df: pd.DataFrame, split: str | None, sources: Sequence[str] | None) -> tuple[pd.DataFrame, list[str]]:
@@ -163,7 +210,10 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
     {lang: parquet}, cluster: {lang: parquet}, settings, in_distribution, source_lang}; rows that
     repeat a training row are dropped before `max_rows` sampling (crest.evaluate.contamination).
     `aligner` ({model, layer, method}: the run's encoder) word-aligns code-switched pairs; their
-    inspection sample goes to `{lang}.sample.tsv` beside the set."""
+    inspection sample goes to `{lang}.sample.tsv` beside the set. A code-switched set takes its
+    per-label quotas from the candidates' labels (before alignment drops, which cannot be known
+    without aligning) and aligns candidates in sampling order only until the quotas are filled
+    (json `codeswitch.candidates` / `aligned`); `dropped` counts the aligned rows."""
     contamination = contamination or {}
     meta: dict[str, Any] = {"benchmark": benchmark, "lang": lang, "kind": kind, "group": group,
                             "title": spec.get("title", benchmark), "split": spec.get("split"),
@@ -212,19 +262,24 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
         scripts = scripts or {}
         model = EncoderAligner(aligner["model"], layer=aligner.get("layer", 8), method=aligner.get("method", "itermax"),
                                device=aligner.get("device", "cpu"))
-        every = code_switch_frame(matrix, embedded, model, ratio=spec["ratio"], seed=spec.get("seed", 13),
-                                  matrix_lang=matrix_lang, embedded_lang=embedded_lang,
-                                  matrix_script=scripts.get(matrix_lang, "Latn"),
-                                  embedded_script=scripts.get(embedded_lang, "Latn"))
+        seed = spec.get("seed", 13)
+        # quotas from the candidates' labels, before alignment drops: the kept rows of each label are
+        # then known without aligning every candidate (switch_until_filled)
+        quota = sample_quota(matrix["label"], spec.get("max_rows"), spec.get("min_rows_per_label") or 0)
+        every = switch_until_filled(matrix, lambda rows: code_switch_frame(
+            rows, embedded, model, ratio=spec["ratio"], seed=seed, matrix_lang=matrix_lang,
+            embedded_lang=embedded_lang, matrix_script=scripts.get(matrix_lang, "Latn"),
+            embedded_script=scripts.get(embedded_lang, "Latn")), quota, seed)
         write_text(inspection_sample(every).to_csv(sep="\t", index=False), sample_path(out))
         df, dropped = split_dropped(every)
         before = len(df)
-        df = sample_rows(df, spec.get("max_rows"), spec.get("seed", 13), spec.get("min_rows_per_label") or 0)
+        if quota is not None:
+            df = take_quota(df, quota, seed)
         if len(df) < before:
             meta["sampled_from"] = before
         meta["codeswitch"] = {"ratio": spec["ratio"], "aligner": {"model": model.name, "layer": model.layer,
                                                                   "method": model.method},
-                              "candidates": int(len(every)), **summary(df, dropped)}
+                              "candidates": int(len(matrix)), "aligned": int(len(every)), **summary(df, dropped)}
     else:
         raise ValueError(f"unknown evaluation set kind {kind!r}")
     if status == OK and kind != "codeswitch":
