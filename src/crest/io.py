@@ -48,3 +48,16 @@ def write_json(obj: Any, path: str | Path) -> None:
 def write_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_tsv(df: pd.DataFrame, path: str | Path) -> None:
+    """A result table as TSV, 6 significant digits."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+
+
+def read_tsv(path: str | Path | None) -> pd.DataFrame | None:
+    """A `write_tsv` table, or None when there is none (empty cells read as NaN, "NA" stays text)."""
+    if not path or not Path(path).is_file():
+        return None
+    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])

@@ -212,6 +212,19 @@ if EV.sets:
             "crest evaluate significance --metrics {input.metrics} --predictions {input.preds} --roles {input.roles}"
             " --bootstrap {params.bootstrap} --out {output} > {log} 2>&1"
 
+    rule eval_null_control:
+        input:
+            metrics=f"{EV.dir}/metrics.csv",
+            info=EV.roles_inputs()["info"],
+        output:
+            f"{EV.dir}/null_control.tsv",
+        log:
+            f"{RUN}/logs/evaluate/null_control.log",
+        conda:
+            "../../envs/crest.yaml"
+        shell:
+            "crest evaluate null --metrics {input.metrics} --info {input.info} --out {output} > {log} 2>&1"
+
     rule eval_roles:
         input:
             unpack(lambda wc: EV.roles_inputs()),
@@ -237,6 +250,7 @@ if EV.sets:
             preds=f"{EV.dir}/predictions.parquet",
             roles=f"{EV.dir}/roles.tsv",
             significance=f"{EV.dir}/significance.tsv",
+            null_control=f"{EV.dir}/null_control.tsv",
             spec=resolve(EV.section["tables"]),
         output:
             index=report(
@@ -266,7 +280,7 @@ if EV.sets:
         shell:
             "crest evaluate tables --metrics {input.metrics} --spec {input.spec} --out-dir {params.out}"
             " --predictions {input.preds} --roles {input.roles} --significance {input.significance}"
-            " --order {params.order} > {log} 2>&1"
+            " --null-control {input.null_control} --order {params.order} > {log} 2>&1"
 
     rule paper_figures:
         input:

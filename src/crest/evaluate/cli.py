@@ -195,6 +195,22 @@ def _significance(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(sig)} comparisons, {int((sig['p'] < 0.05).sum())} at p < 0.05")
 
 
+def _null(args: argparse.Namespace) -> None:
+    from crest.evaluate.collect import read_metrics_csv
+    from crest.evaluate.null import POOLED, null_control, shuffled_arms, write_null_control
+
+    df = null_control(read_metrics_csv(args.metrics), shuffled_arms(args.info))
+    write_null_control(df, args.out)
+    pooled = df[df["lang"] == POOLED]
+    for r in pooled.itertuples():
+        if not r.at_chance:
+            log.warning("null control %s is NOT at chance on %s: mean AUROC %.3f over %d draws (band %.2f-%.2f); "
+                        "something leaks label information", r.family, r.benchmark, r.mean, r.draws, r.band_lo,
+                        r.band_hi)
+    print(f"{args.out}: {len(pooled)} benchmarks, {int(pooled['at_chance'].sum())} at chance"
+          + "".join(f"; {r.family}/{r.benchmark} {r.mean:.3f}" for r in pooled.itertuples()))
+
+
 def _roles(args: argparse.Namespace) -> None:
     from crest.evaluate.roles import arm_info, language_roles, read_cluster_tsv, read_means, write_roles
     from crest.languages import load_languages
@@ -215,11 +231,14 @@ def _tables(args: argparse.Namespace) -> None:
 
     from crest.evaluate.aggregate import read_predictions
     from crest.evaluate.roles import attach_roles, read_roles
+    from crest.evaluate.null import null_control_table, read_null_control
     from crest.evaluate.significance import read_significance, significance_table
 
     df = attach_roles(read_metrics_csv(args.metrics), read_roles(args.roles))
     sig = read_significance(args.significance)
     extra = [significance_table(sig, point) for point in ("default", "calibrated")] if sig is not None else []
+    null = read_null_control(args.null_control)
+    extra += [null_control_table(null)] if null is not None else []
     banner = None
     if df["random_translator"].astype(bool).any():
         banner = ("Numbers marked * rest on the random-weight demo translator (or on models trained on its "
@@ -340,6 +359,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bootstrap", help="JSON: resamples, level, seed (evaluate.bootstrap)")
     p.add_argument("--out", required=True, type=Path)
 
+    p = add("null", "is the label-shuffled null control at chance? (null_control.tsv)", _null)
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--info", nargs="*", default=[], help="train/{arm}/data.json of every evaluated arm")
+    p.add_argument("--out", required=True, type=Path)
+
     p = add("roles", "role of every evaluated language for every trained model (roles.tsv)", _roles)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--info", nargs="*", default=[], help="train/{arm}/data.json of every evaluated arm")
@@ -357,6 +381,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictions", type=Path, help="eval/predictions.parquet: cells on parallel rows")
     p.add_argument("--roles", type=Path, help="eval/roles.tsv: the `role` and `family` of every set")
     p.add_argument("--significance", type=Path, help="eval/significance.tsv: the significance table and marks")
+    p.add_argument("--null-control", type=Path, help="eval/null_control.tsv: the null_control table")
 
     p = add("figures", "paper figures (png, pdf) from the metrics CSV", _figures)
     p.add_argument("--metrics", required=True, type=Path)

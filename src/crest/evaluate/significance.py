@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from crest.evaluate.aggregate import UNIT, parallel_rows, seed_key
-from crest.io import atomic_path
+from crest.io import read_tsv, write_tsv
 
 COLUMNS = ["a", "b", "operating_point", "group", "benchmark", "metric", "sets", "languages", "rows", "a_value",
            "b_value", "diff", "lo", "hi", "p", "resamples", "left_out"]
@@ -173,15 +173,8 @@ def significance(metrics: pd.DataFrame, preds: pd.DataFrame, roles: pd.DataFrame
     return pd.DataFrame(out, columns=COLUMNS)
 
 
-def write_significance(df: pd.DataFrame, out: str | Path) -> None:
-    with atomic_path(out) as tmp:
-        df.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-
-
-def read_significance(path: str | Path | None) -> pd.DataFrame | None:
-    if not path or not Path(path).is_file():
-        return None
-    return pd.read_csv(path, sep="\t", keep_default_na=False, na_values=[""])
+write_significance = write_tsv
+read_significance = read_tsv
 
 
 def significance_table(df: pd.DataFrame, operating_point: str = "default"):

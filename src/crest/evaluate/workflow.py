@@ -155,11 +155,11 @@ class EvalPlan:
 
     def table_ids(self) -> list[str]:
         """Every table file stem: each spec at both operating points, its per-benchmark breakdown,
-        and the significance table (crest.evaluate.tables.table_variants)."""
+        the significance table (crest.evaluate.tables.table_variants) and the null_control table."""
         from crest.evaluate.tables import load_table_specs, table_variants
 
         ids = [v for t in load_table_specs(resolve(self.section["tables"])) for v, _, _ in table_variants(t)]
-        return ids + ["significance", "significance.calibrated"]
+        return ids + ["significance", "significance.calibrated", "null_control"]
 
     def outputs(self) -> list[str]:
         """Targets of `rule all` (none when no benchmark is configured)."""
@@ -167,7 +167,8 @@ class EvalPlan:
             return []
         out = [f"{self.dir}/metrics.csv", f"{self.dir}/contamination.tsv", f"{self.paper}/tables/index.html",
                f"{self.paper}/qc/index.html"]
-        out += [f"{self.dir}/predictions.parquet", f"{self.dir}/roles.tsv", f"{self.dir}/significance.tsv"]
+        out += [f"{self.dir}/predictions.parquet", f"{self.dir}/roles.tsv", f"{self.dir}/significance.tsv",
+                f"{self.dir}/null_control.tsv"]
         out += [f"{self.paper}/tables/{t}.{ext}" for t in self.table_ids() for ext in ("csv", "md", "tex")]
         out += [f"{self.paper}/figures/{f}.{ext}" for f in self.figures for ext in ("png", "pdf")]
         return out

@@ -147,16 +147,21 @@ def tokenize(tokenizer, texts: list[str], max_length: int, chunk: int = 4096) ->
 
 
 def calibrate_exported(model_dir: Path, val_rows: pd.DataFrame, val_ids: list[np.ndarray], val_features,
-                       settings: dict[str, Any], max_length: int) -> dict[str, Any]:
+                       settings: dict[str, Any], max_length: int, model=None, tokenizer=None) -> dict[str, Any]:
     """Choose the exported model's threshold on the validation split (`settings["calibrate"]`: its
     target), scored the way `crest guard calibrate` scores it (`Guard`, every window). With the
     encoder frozen, a text the trainer saw whole (shorter than max_length: one window, the same
-    ids) reuses its feature; only longer texts go through the encoder again."""
+    ids) reuses its feature; only longer texts go through the encoder again. `model`/`tokenizer`:
+    the exported classifier already in memory (frozen encoder on CPU: the selected head is loaded
+    into it), instead of loading it again."""
     from crest.evaluate.features import FeatureScorer
     from crest.guard import Guard
     from crest.guard.calibrate import calibrate_model
 
-    guard = Guard.from_pretrained(model_dir, device="cpu" if settings.get("device") == "cpu" else "auto")
+    if model is not None:  # the exported weights, in float32 as from_pretrained loads them on CPU
+        guard = Guard(model, tokenizer)
+    else:
+        guard = Guard.from_pretrained(model_dir, device="cpu" if settings.get("device") == "cpu" else "auto")
     texts = val_rows["text"].tolist()
     score = guard.score
     if val_features is not None:
@@ -474,8 +479,9 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
         export_model(best_dir, out_dir, tokenizer, settings, summary, data_info or {},
                      state_dir / "metrics.jsonl")
         if settings.get("calibrate"):
-            summary["calibration"] = calibrate_exported(out_dir, val_rows, val_ids, features.get("validation") if cpu else None,
-                                                        settings, opt["max_length"])
+            summary["calibration"] = calibrate_exported(
+                out_dir, val_rows, val_ids, features.get("validation") if cpu else None, settings, opt["max_length"],
+                *((raw_model, tokenizer) if cpu and frozen else ()))
         if not keep:
             for path in [p for _, p in _checkpoints(state_dir)] + [best_dir]:
                 shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,85 @@
+"""The label-shuffled null control must come out at chance, and `eval/null_control.tsv` says
+whether it does (crest.evaluate.null)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crest.evaluate.null import NULL_BAND, POOLED, null_control, shuffled_arms
+
+
+def _metrics(aurocs: dict[str, list[float]], langs=("en", "de"), n_safe: int = 20) -> pd.DataFrame:
+    """metrics.csv rows: one per (arm, language), AUROC given per arm (one value per language)."""
+    rows = [{"model": f"{arm}-base", "arm": arm, "seed": 0, "benchmark": "b", "lang": lang, "status": "ok", "n": 40,
+             "n_unsafe": 20, "n_safe": n_safe, "auroc": v}
+            for arm, values in aurocs.items() for lang, v in zip(langs, values, strict=True)]
+    return pd.DataFrame(rows)
+
+
+def test_a_null_near_half_passes_and_a_leaky_one_is_flagged() -> None:
+    shuffled = {f"shuffled_{i}": "shuffled" for i in range(3)} | {f"leaky_{i}": "leaky" for i in range(3)}
+    df = null_control(_metrics({"shuffled_0": [0.40, 0.44], "shuffled_1": [0.55, 0.60], "shuffled_2": [0.50, 0.52],
+                                "leaky_0": [0.80, 0.82], "leaky_1": [0.78, 0.83], "leaky_2": [0.85, 0.80],
+                                "crest": [0.9, 0.9]}), shuffled)
+    assert set(df["family"]) == {"shuffled", "leaky"}  # a learned arm is not a null control
+    pooled = df[df["lang"] == POOLED].set_index("family")
+    assert pooled.loc["shuffled", "draws"] == 3
+    assert pooled.loc["shuffled", "mean"] == pytest.approx(np.mean([0.42, 0.575, 0.51]))  # each draw's mean first
+    assert pooled.loc["shuffled", "at_chance"] and pooled.loc["shuffled", "p"] > 0.5
+    assert not pooled.loc["leaky", "at_chance"] and pooled.loc["leaky", "p"] < 0.01
+    de = df[(df["family"] == "shuffled") & (df["lang"] == "de")].iloc[0]
+    assert (de["min"], de["max"], de["draws"]) == (0.44, 0.60, 3) and de["band_lo"] == NULL_BAND[0]
+
+
+def test_single_class_sets_and_one_draw_have_no_test() -> None:
+    one = null_control(_metrics({"shuffled": [0.5, 0.6]}), {"shuffled": "shuffled"})
+    assert one["draws"].eq(1).all() and one["p"].isna().all()
+    assert null_control(_metrics({"shuffled": [0.5, 0.6]}, n_safe=0), {"shuffled": "shuffled"}).empty
+
+
+@pytest.mark.slow
+def test_arms_trained_on_shuffled_labels_score_at_chance(toy_shards, tiny_encoder, tmp_path: Path) -> None:
+    """The real thing on tiny data: the same rows with real labels give a model that finds the
+    planted trigger (AUROC > 0.9 on the test split); with labels permuted, three draws average at
+    chance and the check says so."""
+    from sklearn.metrics import roc_auc_score
+    from test_arms import TABLE, _config
+    from test_train_loop import _settings
+
+    from crest.config import load_config
+    from crest.guard import Guard
+    from crest.train.dataset import build_arm_dataset
+    from crest.train.plan import dataset_settings
+    from crest.train.trainer import train_model
+
+    shards = toy_shards(["en", "hi"], rows=400)
+    config = load_config(_config({"real": {"languages": ["en", "hi"]},
+                                  "shuffled": {"languages": ["en", "hi"], "shuffle_labels": True, "shuffle_draws": 3}}))
+    test = pd.concat([pd.read_parquet(shards / f"{c}.parquet").assign(lang=c) for c in ("en", "hi")])
+    test = test[test["split"] == "test"]
+    rows, infos = [], []
+    for arm in ("real", "shuffled_0", "shuffled_1", "shuffled_2"):
+        data, info = tmp_path / arm / "data.parquet", tmp_path / arm / "data.json"
+        build_arm_dataset(dataset_settings(config, arm, TABLE), shards, data, info, table=TABLE)
+        settings = _settings(max_steps=60, eval_every=30, save_every=1000) | {"arm": arm}
+        train_model(data, str(tiny_encoder), settings, tmp_path / arm / "state", tmp_path / arm / "model",
+                    json.loads(info.read_text()))
+        guard = Guard.from_pretrained(tmp_path / arm / "model", device="cpu")
+        for lang, part in test.groupby("lang"):
+            rows.append({"model": f"{arm}-base", "arm": arm, "seed": 0, "benchmark": "toy", "lang": lang,
+                         "status": "ok", "n": len(part), "n_unsafe": int(part["label"].sum()),
+                         "n_safe": int((1 - part["label"]).sum()),
+                         "auroc": roc_auc_score(part["label"], guard.score(part["text"].tolist()))})
+        infos.append(info)
+    metrics = pd.DataFrame(rows)
+    assert metrics.loc[metrics["arm"] == "real", "auroc"].min() > 0.9
+    df = null_control(metrics, shuffled_arms(infos))
+    pooled = df[df["lang"] == POOLED].iloc[0]
+    assert pooled["family"] == "shuffled" and pooled["draws"] == 3
+    assert pooled["at_chance"], df
+    assert NULL_BAND[0] <= pooled["mean"] <= NULL_BAND[1]
