@@ -83,3 +83,15 @@ def test_arms_trained_on_shuffled_labels_score_at_chance(toy_shards, tiny_encode
     assert pooled["family"] == "shuffled" and pooled["draws"] == 3
     assert pooled["at_chance"], df
     assert NULL_BAND[0] <= pooled["mean"] <= NULL_BAND[1]
+
+
+def test_the_table_flags_a_leaky_null_and_is_threshold_free() -> None:
+    from crest.evaluate.null import null_control_table
+    from crest.evaluate.tables import to_markdown
+
+    shuffled = {f"leaky_{i}": "leaky" for i in range(2)}
+    md = to_markdown(null_control_table(null_control(_metrics({"leaky_0": [0.8, 0.9], "leaky_1": [0.85, 0.8]}),
+                                                     shuffled)))
+    assert "| leaky · b · all | 83.8 |" in md and "**no**" in md and "threshold 0.5" not in md
+    assert "no arm of this run trains on shuffled labels" in to_markdown(null_control_table(
+        null_control(_metrics({"crest": [0.9, 0.9]}), {})))

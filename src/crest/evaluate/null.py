@@ -97,7 +97,7 @@ def null_control_table(df: pd.DataFrame):
         cells.append([num(r.mean), num(r.sd), num(r.min), num(r.max), Cell(text=str(r.draws)),
                       Cell(text=f"{r.p:.3f}" if pd.notna(r.p) else "n/a"),
                       Cell(text="yes" if r.at_chance in (True, "True", "true") else "**no**")])
-    table = Table(spec, labels, cols, cells, [], operating_point="default", file_id="null_control",
+    table = Table(spec, labels, cols, cells, [], operating_point="threshold_free", file_id="null_control",
                   value_note="AUROC x 100")
     table.spec = TableSpec(**{**spec.__dict__, "row_header": "Family · benchmark · language"})
     if df.empty:

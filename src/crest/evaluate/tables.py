@@ -61,7 +61,8 @@ BETTER_MARK, WORSE_MARK = "▲", "▼"
 MARKS = (RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK, BETTER_MARK, WORSE_MARK)
 OPERATING_POINTS = {"default": "at the run's threshold (evaluate.threshold, 0.5); baselines at their official rule",
                     "calibrated": "at each model's calibrated threshold (its crest_guard.json); baselines at their "
-                                  "official decision rule"}
+                                  "official decision rule",
+                    "threshold_free": "threshold-free (ranking only)"}
 NOTES = {
     RANDOM_MARK: "rests on the random-weight demo translator (its translations are noise): not a result",
     GLOSS_MARK: "rests on a gloss translation (a word-by-word dictionary substitution, not a fluent translation)",
@@ -501,6 +502,8 @@ def _footnotes(table: Table) -> list[str]:
 
 
 def _title(table: Table) -> str:
+    if table.operating_point == "threshold_free":
+        return table.spec.title
     point = "calibrated thresholds" if table.operating_point == "calibrated" else "threshold 0.5"
     return f"{table.spec.title} ({point})"
 
