@@ -252,9 +252,9 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
 
     def split_features(texts: list[str], ids: list[np.ndarray]) -> "torch.Tensor":
         """Each text's head input: from the shared files where cached, else encoded here."""
-        todo = [i for i, t in enumerate(texts) if t not in cached]
-        out = torch.empty((len(texts), 1, raw_model.config.hidden_size), dtype=torch.float32, device=acc.device)
         done = [i for i, t in enumerate(texts) if t in cached]
+        todo = sorted(set(range(len(texts))) - set(done))
+        out = torch.empty((len(texts), 1, raw_model.config.hidden_size), dtype=torch.float32, device=acc.device)
         if done:
             out[done, 0] = torch.from_numpy(np.stack([cached[texts[i]] for i in done])).to(acc.device)
         if todo:
@@ -474,7 +474,12 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
         if frozen:  # best/ holds the head: the exported model is the whole classifier
             load_head(raw_model, best_dir)
             selected = json.loads((best_dir / "eval.json").read_text())
-            write_dir(best_dir, lambda tmp: (raw_model.save_pretrained(tmp), write_json(selected, tmp / "eval.json")))
+
+            def whole(tmp: Path) -> None:
+                raw_model.save_pretrained(tmp)
+                write_json(selected, tmp / "eval.json")
+
+            write_dir(best_dir, whole)
         summary["features"] = feature_counts if frozen else None
         export_model(best_dir, out_dir, tokenizer, settings, summary, data_info or {},
                      state_dir / "metrics.jsonl")
