@@ -60,9 +60,9 @@ class EvalPlan:
     def frozen(self, size: str) -> bool:
         """Whether models of `size` train their head only (optim.freeze_encoder): they then share one
         encoder pass over every set (rule eval_features, crest.evaluate.features)."""
-        train = self.config.get("train") or {}
-        optim = {**(train.get("optim") or {}), **((train.get("overrides") or {}).get(size) or {})}
-        return bool(optim.get("freeze_encoder"))
+        from crest.train.plan import size_optim
+
+        return bool(self.config.get("train") and size_optim(self.config, size).get("freeze_encoder"))
 
     def features_dir(self, size: str) -> str:
         return f"{self.dir}/features/{size}"

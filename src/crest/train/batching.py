@@ -94,6 +94,12 @@ def shard_steps(batches: list[np.ndarray], world_size: int, grad_accum: int) -> 
             for s in range(n_steps)]
 
 
+def eval_limits(batch_tokens: int | None, max_batch_size: int) -> tuple[int, int]:
+    """(token budget, size cap) of an evaluation or encoding batch from the training ones: twice
+    as large, since no activations are kept for a backward pass."""
+    return 2 * (batch_tokens or 16384), 2 * max_batch_size
+
+
 def eval_batches(lengths: np.ndarray, batch_tokens: int, max_batch_size: int, pad_to: int) -> list[np.ndarray]:
     """Deterministic evaluation batches: examples sorted by length, cut by the token budget."""
     order = np.argsort(np.asarray(lengths), kind="stable")

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from crest.io import atomic_path
-from crest.train.batching import collate, eval_batches
+from crest.train.batching import collate, eval_batches, eval_limits
 
 HEAD_FILE = "head.safetensors"
 
@@ -87,8 +87,9 @@ def write_features(encoder: str, texts: Sequence[str], out: str | Path, *, max_l
     model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=2, attn_implementation="sdpa")
     texts = list(texts)
     ids = tokenize(tokenizer, texts, max_length)
-    feats = head_features(model, ids, tokenizer.pad_token_id, pad_to=pad_to, batch_tokens=2 * (batch_tokens or 16384),
-                          max_batch_size=2 * max_batch_size, device="cpu", autocast=contextlib.nullcontext) \
+    tokens, size = eval_limits(batch_tokens, max_batch_size)
+    feats = head_features(model, ids, tokenizer.pad_token_id, pad_to=pad_to, batch_tokens=tokens, max_batch_size=size,
+                          device="cpu", autocast=contextlib.nullcontext) \
         if ids else torch.zeros((0, 1, model.config.hidden_size))
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, open(tmp, "wb") as f:

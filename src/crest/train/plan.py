@@ -62,7 +62,7 @@ def train_jobs(config: dict[str, Any]) -> list[tuple[str, str, int]]:
 def job_settings(config: dict[str, Any], arm: str, size: str, seed: int) -> dict[str, Any]:
     """Everything `crest train run` needs for one model, recorded beside it as its training config."""
     train = config["train"]
-    optim = {**train["optim"], **train["overrides"].get(size, {})}
+    optim = size_optim(config, size)
     budget = arm_budget(train, arm)
     if budget and budget.get("steps"):
         optim["max_steps"] = budget["steps"]  # equal optimiser steps for every arm of the comparison
@@ -81,6 +81,7 @@ FEATURE_OPTIM_KEYS = ("max_length", "pad_to", "batch_tokens", "max_batch_size")
 
 
 def size_optim(config: dict[str, Any], size: str) -> dict[str, Any]:
+    """`train.optim` with the size's `train.overrides` on top."""
     return {**config["train"]["optim"], **config["train"]["overrides"].get(size, {})}
 
 

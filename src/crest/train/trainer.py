@@ -41,7 +41,7 @@ import pandas as pd
 
 from crest.data.wheels import sha256_file
 from crest.io import write_json
-from crest.train.batching import BucketBatcher, collate, eval_batches, shard_steps
+from crest.train.batching import BucketBatcher, collate, eval_batches, eval_limits, shard_steps
 from crest.train.card import export_model, recover_dir, write_dir
 from crest.train.dataset import check_dataset
 from crest.train.frozen import freeze_encoder, head_features, load_features, load_head, save_head
@@ -244,11 +244,14 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
                               num_training_steps=total_steps)
     model, optimizer = acc.prepare(model, optimizer)
     raw_model = acc.unwrap_model(model)
+    eval_tokens, eval_size = eval_limits(opt["batch_tokens"], opt["max_batch_size"])
     cached: dict[str, np.ndarray] = {}
     if frozen and feature_files:
         from crest.evaluate.features import encoder_digest
 
         cached = load_features(feature_files, encoder_digest(raw_model), opt["max_length"])
+
+    feature_counts = {"cached": 0, "encoded": 0}
 
     def split_features(texts: list[str], ids: list[np.ndarray]) -> "torch.Tensor":
         """Each text's head input: from the shared files where cached, else encoded here."""
@@ -259,13 +262,12 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
             out[done, 0] = torch.from_numpy(np.stack([cached[texts[i]] for i in done])).to(acc.device)
         if todo:
             out[todo] = head_features(raw_model, [ids[i] for i in todo], pad_id, pad_to=opt["pad_to"],
-                                      batch_tokens=2 * (opt["batch_tokens"] or 16384),
-                                      max_batch_size=2 * opt["max_batch_size"], device=acc.device, autocast=acc.autocast)
+                                      batch_tokens=eval_tokens, max_batch_size=eval_size, device=acc.device,
+                                      autocast=acc.autocast)
         feature_counts["cached"] += len(done)
         feature_counts["encoded"] += len(todo)
         return out
 
-    feature_counts = {"cached": 0, "encoded": 0}
     features = {split: split_features(rows_["text"].tolist(), ids)
                 for split, rows_, ids in (("train", train_rows, train_ids), ("validation", val_rows, val_ids))} \
         if frozen else {}
@@ -347,8 +349,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
 
     def evaluate() -> dict[str, Any]:
         model.eval()
-        batches = eval_batches(np.array([len(x) for x in val_ids]), 2 * (opt["batch_tokens"] or 16384),
-                               2 * opt["max_batch_size"], opt["pad_to"])
+        batches = eval_batches(np.array([len(x) for x in val_ids]), eval_tokens, eval_size, opt["pad_to"])
         idx_parts, prob_parts, loss_sum = [], [], 0.0
         with torch.no_grad(), acc.autocast():
             for b in batches[rank::world]:
