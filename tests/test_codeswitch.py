@@ -103,13 +103,16 @@ def test_tiny_encoder_alignment_invariants(tiny_aligner: EncoderAligner):
     frame = code_switch_frame(en, de, tiny_aligner, ratio=0.5, seed=13, matrix_lang="en", embedded_lang="de",
                               matrix_script="Latn", embedded_script="Latn")
     assert list(frame["id"]) == list(PAIRS) and set(frame["lang"]) == {"mul"} and set(frame["cs_pair"]) == {"en-de"}
+    checked = []
     for row in frame.itertuples():
         links = {tuple(map(int, p.split("-"))) for p in row.links.split()}
         m, e = row.matrix_text.split(), row.embedded_text.split()
         assert all(i < len(m) and j < len(e) for i, j in links)
-        if row.drop_reason is None:
+        if pd.isna(row.drop_reason):  # a kept row holds None or NaN, never a string
             assert 0 < row.switched_spans < row.blocks and row.text != row.matrix_text
-            assert carried(m, e, links, row.text)
+            assert carried(m, e, links, row.text), (row.id, row.text)
+            checked.append(row.id)
+    assert checked, "no row was kept: the payload check never ran"
     assert frame.set_index("id").loc["r4", "drop_reason"] == "unswitched"
     kept, dropped = split_dropped(frame)
     assert len(kept) + sum(dropped.values()) == len(frame) and "drop_reason" not in kept.columns
