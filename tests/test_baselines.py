@@ -108,7 +108,21 @@ def test_polyguard_yes_after_the_answer_prefix(tiny_qwen, tmp_path: Path):
     ids = scorer.prompt_ids("hello")
     text = scorer.tokenizer.decode(ids)
     assert "<|im_start|>system\nClassify the request." in text and text.endswith("Harmful request:")
-    _check_probabilities(scorer)
+    probs = _check_probabilities(scorer)
+
+    # by hand: P(" yes") / (P(" yes") + P(" no")) at the last position; " yes" is the unsafe answer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_qwen)
+    yes, no = (tok(w, add_special_tokens=False)["input_ids"][0] for w in (" yes", " no"))
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen).eval()
+    with torch.inference_mode():
+        expected = []
+        for t in TEXTS:
+            p = torch.softmax(model(input_ids=torch.tensor([scorer.prompt_ids(t)])).logits[0, -1].float(), -1)
+            expected.append((p[yes] / (p[yes] + p[no])).item())
+    np.testing.assert_allclose(probs, expected, atol=1e-5)
+    assert max(abs(e - 0.5) for e in expected) > 0.01  # P(safe) in its place would differ
 
 
 def test_duoguard_max_over_category_sigmoids(tiny_duoguard):
