@@ -135,7 +135,10 @@ def _id(record: dict[str, Any], fields: str | list[str], where: str, digest: boo
 
 def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
     """Rows with id, text, label, lang, category, split (None where the source has no split),
-    and how many records `where` and `exclude` left out."""
+    and how many records `where` and `exclude` left out. A row id is `{id_prefix}-{id_field}`
+    (`id_prefix` defaults to the source id): sources that are columns of one parallel file
+    (MultiJail's languages) name one prefix, so a prompt keeps its id in every language and a
+    parallel benchmark can intersect ids across languages; ids stay unique within a language."""
     spec = source.spec
     skipped: Counter = Counter(not_where=0, excluded=0)
     several = len({r.get(MEMBER) for r in records}) > 1
@@ -148,8 +151,9 @@ def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list
         if "exclude" in spec and _matches(record, spec["exclude"], where):
             skipped["excluded"] += 1
             continue
-        base_id = f"{source.id}-{_id(record, spec['id_field'], where, spec.get('id_hash', False))}" if "id_field" in spec \
-            else f"{source.id}-{n:06d}"
+        prefix = spec.get("id_prefix", source.id)
+        base_id = f"{prefix}-{_id(record, spec['id_field'], where, spec.get('id_hash', False))}" if "id_field" in spec \
+            else f"{prefix}-{n:06d}"
         common = {
             "lang": _lang(record, spec, where),
             "source": source.id,

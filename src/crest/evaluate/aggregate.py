@@ -3,8 +3,12 @@
 A table averages (benchmark, language) sets. Two languages are comparable only on the same
 prompts, and QC keeps different rows per language, so every table is computed on *parallel rows*:
 
-- per benchmark, the row ids present in every (model, seed, language) set of that benchmark the
-  table uses (a row missing in one language is dropped from all);
+- per benchmark whose languages are translations of one set of prompts (`parallel`: a translated
+  corpus, MultiJail), the row ids present in every (model, seed, language) set of that benchmark
+  the table uses (a row missing in one language is dropped from all); per *native* benchmark (PTP,
+  RTP-LX, XSafety...: each language its own prompts, so no id is in two languages) the ids present
+  in every (model, seed) set of each language: the same rows for every model and seed, and a cell
+  averaging its languages compares languages on different prompts (the tables mark it);
 - per cell, the benchmarks present in every language of the cell (a benchmark missing in one of
   its languages is left out of that cell);
 - the metric of each (model, seed, benchmark, language) on those rows, averaged over benchmarks
@@ -74,39 +78,75 @@ def read_predictions(path: str | Path | None) -> pd.DataFrame | None:
     return df
 
 
+def parallel_languages(kind: str, spec: dict) -> bool:
+    """Whether a benchmark's languages are translations of one set of prompts sharing ids: its
+    `parallel` setting, else true for a translated corpus, false for sources (a native benchmark:
+    PTP, RTP-LX, XSafety... each language its own prompts) and generated code-switched pairs (each
+    pair its own sample)."""
+    value = spec.get("parallel")
+    return bool(value) if value is not None else kind == "corpus"
+
+
+def scope_name(benchmark: str, lang: str, parallel: bool) -> str:
+    """What ids are intersected over: a parallel benchmark across all its languages, a native one
+    within each language (across models and seeds only)."""
+    return benchmark if parallel else f"{benchmark} [{lang}]"
+
+
 @dataclass
 class Parallel:
     """Confusion counts per (model, seed, benchmark, lang) on the table's parallel rows, at the
-    reported threshold and (`*_cal`) at each model's calibrated one."""
+    reported threshold and (`*_cal`) at each model's calibrated one. `kept_ids` / `dropped_ids`
+    per scope (scope_name: a parallel benchmark, or a native benchmark's language); `native`: the
+    native benchmarks (their languages are compared on different prompts)."""
     counts: pd.DataFrame
     kept_ids: dict[str, int] = field(default_factory=dict)
     dropped_ids: dict[str, int] = field(default_factory=dict)
+    native: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _scopes(frame: pd.DataFrame) -> pd.Series:
+    parallel = frame["parallel"].astype(bool) if "parallel" in frame else pd.Series(True, index=frame.index)
+    return pd.Series([scope_name(b, lang, par) for b, lang, par in zip(frame["benchmark"], frame["lang"], parallel)],
+                     index=frame.index, dtype=object)
 
 
 def parallel_rows(preds: pd.DataFrame, keys: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
     """The rows of `preds` in the sets `keys` names (model, seed, benchmark, lang, any extra
-    columns joined on), keeping per benchmark only the ids present in every one of its sets.
-    Returns (rows, kept ids per benchmark, dropped ids per benchmark)."""
+    columns joined on; `parallel`: the benchmark's languages share prompts, default true), keeping
+    per scope only the ids present in every one of its sets: a parallel benchmark's ids in every
+    (model, seed, language), a native benchmark's ids in every (model, seed) of each language.
+    Returns (rows with a `scope` column, kept ids per scope, dropped ids per scope)."""
     keys = keys.astype({"model": str, "benchmark": str, "lang": str}).drop_duplicates(UNIT)
+    keys = keys.assign(scope=_scopes(keys))
     sub = preds[preds["benchmark"].isin(set(keys["benchmark"])) & preds["model"].isin(set(keys["model"]))]
     strings = {c: str for c in ("model", "benchmark", "lang") if sub[c].dtype != object}
     p = (sub.astype(strings) if strings else sub).merge(keys, on=UNIT, how="inner")  # ids are unique within a set
     if p.empty:
         return p, {}, {}
-    units = keys.groupby("benchmark").size()  # sets per benchmark: an id must be in all of them
-    present = p.groupby(["benchmark", "id"]).size()
+    units = keys.groupby("scope").size()  # sets per scope: an id must be in all of them
+    present = p.groupby(["scope", "id"]).size()
     full = present[present.to_numpy() == units.reindex(present.index.get_level_values(0)).to_numpy()]
-    kept = p.set_index(["benchmark", "id"]).index.isin(full.index)
+    kept = p.set_index(["scope", "id"]).index.isin(full.index)
     all_ids = present.groupby(level=0).size()
     kept_ids = full.groupby(level=0).size().reindex(all_ids.index, fill_value=0)
     return (p[kept], {str(k): int(v) for k, v in kept_ids.items()},
             {str(k): int(all_ids[k] - kept_ids[k]) for k in all_ids.index})
 
 
+def native_languages(keys: pd.DataFrame) -> dict[str, list[str]]:
+    """Native benchmarks of `keys` (parallel false) and their languages."""
+    if "parallel" not in keys:
+        return {}
+    nat = keys[~keys["parallel"].astype(bool)]
+    return {str(b): sorted({str(x) for x in g["lang"]}) for b, g in nat.groupby("benchmark", sort=True)}
+
+
 def parallel_counts(preds: pd.DataFrame, sets: pd.DataFrame, ranking: bool = False) -> Parallel:
     """`sets`: the table's ok rows of metrics.csv (model, seed, benchmark, lang, threshold,
     threshold_cal). Ids are intersected per benchmark over every set of it in `sets`."""
-    keys = sets.assign(seed=seed_key(sets["seed"]))[[*UNIT, "threshold", "threshold_cal"]].drop_duplicates(UNIT)
+    extra = ["parallel"] if "parallel" in sets else []
+    keys = sets.assign(seed=seed_key(sets["seed"]))[[*UNIT, "threshold", "threshold_cal", *extra]].drop_duplicates(UNIT)
     p, kept_ids, dropped_ids = parallel_rows(preds, keys)
     groups = p.groupby(UNIT, sort=False)
     code = groups.ngroup().to_numpy()
@@ -133,7 +173,7 @@ def parallel_counts(preds: pd.DataFrame, sets: pd.DataFrame, ranking: bool = Fal
 
         r = p.groupby(UNIT, sort=False)[["label", "prob_unsafe"]].apply(rank).reset_index()
         counts = counts.merge(r, on=UNIT, how="left")
-    return Parallel(counts, kept_ids, dropped_ids)
+    return Parallel(counts, kept_ids, dropped_ids, native_languages(keys))
 
 
 def metric_from_counts(counts: pd.DataFrame, value: str, calibrated: bool = False) -> pd.Series:

@@ -1,7 +1,9 @@
 """Every metrics json of a run into one long table (eval/metrics.csv): one row per (model, seed,
 benchmark, language), with the language's groups (languages.groups), its cluster (when the
 clustering stage ran), whether the number rests on a random-weight translator, the translation
-backend of the set, the set's class (mixed | all_unsafe | all_safe) and both operating points
+backend of the set, whether its benchmark's languages share prompts (`parallel`: a translated
+corpus, MultiJail; false for a native benchmark), the set's class (mixed | all_unsafe | all_safe)
+and both operating points
 (`*_cal`: at the model's calibrated threshold, a baseline's official rule)."""
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ CAL_METRICS = [f"{m}_cal" for m in POINT_METRICS]
 COLUMNS = ["model", "model_kind", "arm", "size", "seed", "baseline", "benchmark", "title", "set", "group", "lang",
            "lang_groups", "cluster", "status", "reason", "n", "n_unsafe", "n_safe", *METRICS, "f1_lo", "f1_hi",
            "threshold", "best_threshold", "best_f1", "set_translator_is_random", "model_translator_is_random",
-           "random_translator", "translation_backend", "in_distribution", "set_class", "threshold_cal",
+           "random_translator", "translation_backend", "in_distribution", "parallel", "set_class", "threshold_cal",
            "threshold_cal_source", *CAL_METRICS, "metrics_path"]
 
 
@@ -76,7 +78,8 @@ def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters:
             "set_translator_is_random": bool(r.get("set_translator_is_random")),
             "model_translator_is_random": bool(model.get("translator_is_random")),
             "translation_backend": r.get("translation_backend") or "",
-            "in_distribution": bool(r.get("in_distribution")), "set_class": set_class(r.get("n_unsafe"), r.get("n_safe")),
+            "in_distribution": bool(r.get("in_distribution")),
+            "parallel": bool(r.get("parallel", r.get("kind", "corpus") == "corpus")), "set_class": set_class(r.get("n_unsafe"), r.get("n_safe")),
             "metrics_path": str(path),
         }
         cal = (r.get("operating_points") or {}).get("calibrated") or {}
@@ -100,6 +103,6 @@ def read_metrics_csv(path: str | Path) -> pd.DataFrame:
         if col not in df:
             df[col] = ""
         df[col] = df[col].fillna("")
-    for col in ("in_distribution",):
-        df[col] = df[col].fillna(False).astype(bool) if col in df else False
+    for col, default in (("in_distribution", False), ("parallel", True)):
+        df[col] = df[col].fillna(default).astype(bool) if col in df else default
     return df

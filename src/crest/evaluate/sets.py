@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from crest.evaluate.aggregate import parallel_languages
 from crest.io import write_json, write_parquet, write_text
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,8 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
     meta: dict[str, Any] = {"benchmark": benchmark, "lang": lang, "kind": kind, "group": group,
                             "title": spec.get("title", benchmark), "split": spec.get("split"),
                             "inputs": list(map(str, inputs)), "translator_is_random": False, "filters": [],
-                            "in_distribution": bool(contamination.get("in_distribution", False))}
+                            "in_distribution": bool(contamination.get("in_distribution", False)),
+                            "parallel": parallel_languages(kind, spec)}
     df, status, reason = pd.DataFrame(columns=SET_COLUMNS), OK, None
     if kind == "sources":
         frames = []

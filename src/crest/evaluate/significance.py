@@ -102,7 +102,7 @@ def _compare(metrics: pd.DataFrame, preds: pd.DataFrame, a_models: list[str], b_
     pairs = sets[["benchmark", "lang"]].drop_duplicates()
     ok = metrics[(metrics["status"] == "ok") & metrics["model"].isin(a_models + b_models)]
     ok = ok.assign(seed=seed_key(ok["seed"])).merge(pairs, on=["benchmark", "lang"])
-    keys = ok[[*UNIT, "threshold", "threshold_cal", "set_class"]]
+    keys = ok[[*UNIT, "threshold", "threshold_cal", "set_class", *(["parallel"] if "parallel" in ok else [])]]
     rows, _, dropped = parallel_rows(preds, keys)
     points = {"default": "threshold"} | ({} if ok["threshold_cal"].isna().any() else {"calibrated": "threshold_cal"})
     items: dict[str, list[dict[str, Any]]] = {p: [] for p in points}

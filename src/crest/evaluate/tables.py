@@ -23,8 +23,9 @@ its F1 marked `§`. Every table is written at the run's threshold (`{id}`) and a
 calibrated threshold (`{id}.calibrated`), with a per-benchmark breakdown (`{id}.by_benchmark`)
 beside every table that averages benchmarks. Cell marks: `missing`, `—` (not evaluated), `n/a`
 (undefined), `*` (random-weight translator: noise), `†` (a gloss translation, word by word),
-`‡` (some matching sets missing), `§` (F1 of all-unsafe sets), `▲`/`▼` (significantly above /
-below crest, paired bootstrap p < 0.05). Each table lists the marks it uses, what was left out
+`‡` (some matching sets missing), `§` (F1 of all-unsafe sets), `◇` (not parallel: averages the
+languages of a native benchmark, each scored on its own prompts), `▲`/`▼` (significantly above /
+below crest on the very languages and benchmarks of the cell, Holm-adjusted p < 0.05). Each table lists the marks it uses, what was left out
 to make it parallel, and the reasons of missing sets under it.
 """
 
@@ -56,9 +57,9 @@ LOWER_IS_BETTER = {"fpr"}
 FIELDS = ("model", "model_kind", "arm", "size", "baseline", "benchmark", "title", "set", "group", "lang", "lang_group",
           "cluster", "role", "family", "family_model", "set_class", "in_distribution", "translation_backend")
 MISSING, NOT_RUN, UNDEFINED, SEEN = "missing", "—", "n/a", "seen"
-RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK = "*", "†", "‡", "§"
+RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK, NATIVE_MARK = "*", "†", "‡", "§", "◇"
 BETTER_MARK, WORSE_MARK = "▲", "▼"
-MARKS = (RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK, BETTER_MARK, WORSE_MARK)
+MARKS = (RANDOM_MARK, GLOSS_MARK, PARTIAL_MARK, UNSAFE_ONLY_MARK, NATIVE_MARK, BETTER_MARK, WORSE_MARK)
 OPERATING_POINTS = {"default": "at the run's threshold (evaluate.threshold, 0.5); baselines at their official rule",
                     "calibrated": "at each model's calibrated threshold (its crest_guard.json); baselines at their "
                                   "official decision rule",
@@ -69,6 +70,9 @@ NOTES = {
     PARTIAL_MARK: "some of the averaged sets are missing; the value averages the others",
     UNSAFE_ONLY_MARK: "F1 of all-unsafe sets (= 2·recall/(1+recall)): an always-unsafe model scores 100; "
                       "read it with the benign FPR",
+    NATIVE_MARK: "not parallel: averages languages of a native benchmark (each language its own prompts, the "
+                 "same rows for every model and seed); unmarked cells average one language or the same prompts "
+                 "in every language",
     BETTER_MARK: "significantly above crest (paired bootstrap over prompts, p < 0.05; significance table)",
     WORSE_MARK: "significantly below crest (paired bootstrap over prompts, p < 0.05; significance table)",
     MISSING: "the benchmark could not be loaded (gated or unavailable); see the reasons below",
@@ -211,6 +215,7 @@ class Cell:
     reasons: tuple[str, ...] = ()
     gloss: bool = False
     unsafe_only: bool = False
+    native: bool = False  # averages languages that were scored on different prompts
     left_out: tuple[str, ...] = ()
     sig: str = ""
     text: str | None = None  # a cell that is not a number (significance intervals)
@@ -248,6 +253,7 @@ def compute_cell(df: pd.DataFrame, value: str, values: dict[tuple, float] | None
                                         ok["benchmark"].astype(str), ok["lang"].astype(str))]]
     random = bool(used["random_translator"].astype(bool).any())
     gloss = bool((used["translation_backend"].astype(str) == "gloss").any()) if "translation_backend" in used else False
+    native = "parallel" in used and used["lang"].nunique() > 1 and not used["parallel"].astype(bool).all()
     per_seed = average([(k, values.get(k, np.nan)) for k in keys])
     unsafe_only = value == "f1" and {c for c, keep in zip(classes, inside) if keep} == {"all_unsafe"}
     if not per_seed:
@@ -255,7 +261,7 @@ def compute_cell(df: pd.DataFrame, value: str, values: dict[tuple, float] | None
     mean = float(np.mean(per_seed))
     sd = float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None
     return Cell(value=mean, sd=sd, seeds=len(per_seed), random=random, partial=not missing.empty, reasons=reasons,
-                gloss=gloss, unsafe_only=unsafe_only, left_out=tuple(left_out))
+                gloss=gloss, unsafe_only=unsafe_only, native=bool(native), left_out=tuple(left_out))
 
 
 @dataclass
@@ -305,7 +311,7 @@ UNSEEN_LISTS = {"unseen_hrl", "ood_lrl", "id_lrl"}
 
 
 def _table_columns(value: str) -> set[str]:
-    return {*FIELDS, "lang_groups", "status", "reason", "seed", "random_translator", "threshold", "threshold_cal",
+    return {*FIELDS, "lang_groups", "status", "reason", "seed", "random_translator", "threshold", "threshold_cal", "parallel",
             value, f"{value}_cal", "fpr", "fpr_cal", "n_unsafe", "n_safe"}
 
 
@@ -317,6 +323,25 @@ def _drop_seen(rows: pd.DataFrame, flt: dict[str, Any]) -> tuple[pd.DataFrame, t
     seen = rows["role"] == "seen"
     pairs = sorted({f"{m} trained on {lang}" for m, lang in zip(rows[seen]["model"], rows[seen]["lang"])})
     return rows[~seen], tuple(f"{p} (not unseen for it)" for p in pairs)
+
+
+def parallel_notes(parallel: Parallel) -> list[str]:
+    """Which benchmarks are compared on the same prompts across languages and which are native,
+    with the ids kept per benchmark (per language for a native one: the same for every model/seed)."""
+    notes = []
+    for scope, n in parallel.dropped_ids.items():
+        if scope in parallel.native or " [" in scope and scope.split(" [", 1)[0] in parallel.native:
+            continue
+        notes.append(f"parallel rows, {scope}: {parallel.kept_ids[scope]} ids in every language"
+                     + (f", {n} ids left out (not in every language)" if n else ""))
+    for bench, langs in parallel.native.items():
+        kept = [parallel.kept_ids.get(f"{bench} [{lang}]", 0) for lang in langs]
+        dropped = sum(parallel.dropped_ids.get(f"{bench} [{lang}]", 0) for lang in langs)
+        span = f"{min(kept)}" if min(kept) == max(kept) else f"{min(kept)}-{max(kept)}"
+        notes.append(f"native benchmark, {bench}: each language its own prompts ({span} ids per language in "
+                     f"{len(langs)} language{'s' if len(langs) > 1 else ''}, the same for every model and seed)"
+                     + (f", {dropped} ids left out (not scored for every model and seed)" if dropped else ""))
+    return notes
 
 
 def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None = None, *,
@@ -384,16 +409,12 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
             a, b = row[ia], row[ib]
             if a.value is not None and b.value is not None:
                 row.append(Cell(value=a.value - b.value, random=a.random or b.random, partial=a.partial or b.partial,
-                                gloss=a.gloss or b.gloss))
+                                gloss=a.gloss or b.gloss, native=a.native or b.native))
             else:
                 row.append(Cell(status="not_run" if "not_run" in (a.status, b.status) else a.status if a.status != "ok" else b.status))
         col_labels.append(spec.diff["label"])
-    notes = []
-    if parallel is not None:
-        notes += [f"parallel rows, {b}: {parallel.kept_ids[b]} ids in every language"
-                  + (f", {n} ids left out (not in every language)" if n else "")
-                  for b, n in parallel.dropped_ids.items()]
-    elif not sub.empty:
+    notes = parallel_notes(parallel) if parallel is not None else []
+    if parallel is None and not sub.empty:
         notes.append("no per-row predictions: each set's own rows (not intersected across languages)")
     table = Table(spec, [label for label, _ in rows], col_labels, cells, notes,
                   operating_point="calibrated" if calibrated else "default",
@@ -435,7 +456,8 @@ def _number(cell: Cell, spec: TableSpec) -> str:
 
 
 def _marks(cell: Cell) -> str:
-    flags = (cell.random, cell.gloss, cell.partial, cell.unsafe_only, cell.sig == BETTER_MARK, cell.sig == WORSE_MARK)
+    flags = (cell.random, cell.gloss, cell.partial, cell.unsafe_only, cell.native, cell.sig == BETTER_MARK,
+             cell.sig == WORSE_MARK)
     return "".join(m for m, on in zip(MARKS, flags) if on)
 
 
@@ -565,7 +587,7 @@ def tex_escape(text: str) -> str:
 
 
 TEX_MARKS = {RANDOM_MARK: "$^{*}$", GLOSS_MARK: "$^{\\dagger}$", PARTIAL_MARK: "$^{\\ddagger}$",
-             UNSAFE_ONLY_MARK: "$^{\\S}$", BETTER_MARK: "$^{\\blacktriangle}$", WORSE_MARK: "$^{\\blacktriangledown}$"}
+             UNSAFE_ONLY_MARK: "$^{\\S}$", NATIVE_MARK: "$^{\\diamond}$", BETTER_MARK: "$^{\\blacktriangle}$", WORSE_MARK: "$^{\\blacktriangledown}$"}
 
 
 def _tex_marks(marks: str) -> str:
