@@ -41,6 +41,9 @@ def test_frozen_encoder_trains_the_head_only_and_exports_what_it_scored(toy_shar
     assert any(not torch.equal(init[k], after[k]) for k in head)
     evals = _records(out / "metrics.jsonl", "eval")
     best = next(r for r in evals if r["step"] == summary["best_step"])
+    # selected by AUROC; best_f1 is the exported weights' F1, not the selection score under its name
+    assert best["auroc"] == max(r["auroc"] for r in evals) and summary["best_score"] == best["auroc"]
+    assert summary["best_f1"] == best["f1_unsafe"] and best["f1_unsafe"] != best["auroc"]
 
     # The exported model, run end to end, gives the validation metrics the cached path logged.
     rows = pd.read_parquet(data)
