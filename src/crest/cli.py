@@ -24,6 +24,7 @@ STAGE_CLIS = (
     "crest.guard.cli",
     "crest.gpu_slots",
     "crest.estimate",
+    "crest.hub_cli",
 )
 
 

@@ -1,10 +1,13 @@
 # Validation at DAG-build time and the helpers rules share. No stage logic here.
 from crest.config import load_config, load_run_registry, run_dir
+from crest.hub import setup_run as hub_setup_run
 from crest.workflow import put_own_bin_first
 
 put_own_bin_first()  # rules call the `crest` CLI installed beside this Snakemake
 
 config = load_config(config)  # schema + language table + registry checks; fills defaults
+# Hub settings into the environment every job inherits; the lock names every repo the run reads.
+hub_setup_run(config, workflow.configfiles[-1] if workflow.configfiles else "<config>")
 RUN = str(run_dir(config))
 REGISTRY = load_run_registry(config)
 SOURCES = config["data"]["sources"]

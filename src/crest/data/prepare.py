@@ -44,17 +44,21 @@ def _load_hub(source: Source, offline: bool) -> tuple[list[dict[str, Any]], dict
                           f"but this run is offline (config key `offline: true`)")
     import datasets  # heavy import, only for hub sources
 
+    from crest import hub
+
     splits = spec["splits"]
     renames = splits if isinstance(splits, dict) else {s: s for s in splits}
+    # the lock's revision wins over the registry's `revision` (crest.hub); a mirror folder loads alike
+    read = hub.provenance("dataset", spec["id"], spec["revision"])
     records: list[dict[str, Any]] = []
     for hub_split, ours in renames.items():
         kwargs = {"data_files": spec["data_files"]} if "data_files" in spec else {}
-        ds = datasets.load_dataset(spec["id"], spec["config"], split=hub_split, revision=spec["revision"], **kwargs)
+        ds = hub.load_dataset(spec["id"], spec["config"], hub_split, revision=spec["revision"], **kwargs)
         origin = f"hf:{spec['id']}" + (f"/{spec['config']}" if spec["config"] else "") \
-            + (f"@{spec['revision']}" if spec["revision"] else "") + f":{hub_split}"
+            + (f"@{read['revision']}" if read["revision"] else "") + f":{hub_split}"
         records.extend({**r, SPLIT: None if spec["resplit"] else ours, ORIGIN: origin} for r in ds)
     return records, {"hub_id": spec["id"], "config": spec["config"], "splits": renames, "resplit": spec["resplit"],
-                     "revision": spec["revision"], "datasets_version": datasets.__version__}
+                     "revision": read["revision"], "hub_from": read["from"], "datasets_version": datasets.__version__}
 
 
 def _load_local(source: Source) -> tuple[list[dict[str, Any]], dict[str, Any]]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from crest import hub
+
 log = logging.getLogger(__name__)
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -95,9 +97,9 @@ class Encoder:
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.tokenizer = hub.from_pretrained(AutoTokenizer, model)
         kwargs = {"add_pooling_layer": False} if _has_pooler_arg(model) else {}
-        self.model = AutoModel.from_pretrained(model, dtype=self.dtype, **kwargs).to(self.device).eval()
+        self.model = hub.from_pretrained(AutoModel, model, dtype=self.dtype, **kwargs).to(self.device).eval()
         self.num_layers = int(self.model.config.num_hidden_layers)
         self.dim = int(self.model.config.hidden_size)
         limit = getattr(self.model.config, "max_position_embeddings", 514) - 2
@@ -154,4 +156,4 @@ def _has_pooler_arg(model: str) -> bool:
     """BERT-family models take `add_pooling_layer`; crest never uses the pooler, so skip it."""
     from transformers import AutoConfig
 
-    return AutoConfig.from_pretrained(model).model_type in {"xlm-roberta", "roberta", "bert", "camembert"}
+    return hub.from_pretrained(AutoConfig, model).model_type in {"xlm-roberta", "roberta", "bert", "camembert"}

@@ -44,6 +44,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from crest import hub
+
 log = logging.getLogger(__name__)
 
 FAMILIES = ("llamaguard", "polyguard", "duoguard", "qwen3guard", "crest")
@@ -450,14 +452,14 @@ def load_scorer(family: str, model: str | Path, *, tokenizer: str | None = None,
         guard = Guard.from_pretrained(model_id, device=device, dtype=None if dtype == "auto" else dtype,
                                       batch_size=batch_size, max_length=min(max_length, 512))
         return CrestScorer(guard, model_id)
-    rev = {"revision": revision} if revision else {}
-    tok = AutoTokenizer.from_pretrained(tokenizer or model_id, **({} if tokenizer else rev))
+    # through crest.hub: the locked revision (or the mirror); `revision` pins only what the lock does not
+    tok = hub.from_pretrained(AutoTokenizer, tokenizer or model_id, revision=None if tokenizer else revision)
     torch_dtype = _dtype(dtype, device)
     if family == "duoguard":
-        net = AutoModelForSequenceClassification.from_pretrained(model_id, dtype=torch_dtype, **rev)
+        net = hub.from_pretrained(AutoModelForSequenceClassification, model_id, revision=revision, dtype=torch_dtype)
         return MultiLabelClassifier(net, tok, model_id=model_id, device=device, batch_size=batch_size,
                                     max_length=max_length)
-    net = AutoModelForCausalLM.from_pretrained(model_id, dtype=torch_dtype, **rev)
+    net = hub.from_pretrained(AutoModelForCausalLM, model_id, revision=revision, dtype=torch_dtype)
     kw = {"model_id": model_id, "device": device, "batch_size": batch_size, "max_length": max_length}
     if family == "llamaguard":
         return LlamaGuardJudge(net, tok, **kw)

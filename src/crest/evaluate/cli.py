@@ -130,10 +130,11 @@ def _features(args: argparse.Namespace) -> None:
     settings = _settings(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = AutoModelForSequenceClassification.from_pretrained(args.encoder, num_labels=2,
-                                                               id2label={0: "safe", 1: "unsafe"},
-                                                               use_safetensors=True)
-    guard = Guard(model, AutoTokenizer.from_pretrained(args.encoder), device=settings.get("device", "cpu"),
+    from crest import hub
+
+    model = hub.from_pretrained(AutoModelForSequenceClassification, args.encoder, num_labels=2,
+                                id2label={0: "safe", 1: "unsafe"}, use_safetensors=True)
+    guard = Guard(model, hub.from_pretrained(AutoTokenizer, args.encoder), device=settings.get("device", "cpu"),
                   batch_size=settings.get("batch_size", 64), max_length=settings.get("max_length", 512))
     sets, _ = _outputs(args)
     texts = {}
@@ -151,8 +152,12 @@ def _baseline(args: argparse.Namespace) -> None:
 
     spec = _json(args.spec)
     settings = _settings(args)
+    from crest import hub
+
+    read = hub.provenance("model", spec["model"], spec.get("revision"))  # the revision crest.hub loads
     model = {"kind": "baseline", "name": args.name, "title": spec.get("title") or args.name, "family": spec["family"],
-             "path": spec["model"], "translator_is_random": False}
+             "path": spec["model"], "translator_is_random": False, "revision": read["revision"],
+             "hub_from": read["from"]}
     settings.setdefault("calibrated", [0.5, "official decision rule"])  # p(unsafe) >= p(safe), as the cards use them
     options = {k: spec[k] for k in ("tokenizer", "revision", "dtype", "batch_size", "max_length", "system_prompt_file",
                                     "mapping")

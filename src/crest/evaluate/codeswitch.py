@@ -33,6 +33,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from crest import hub
 from crest.translate.segment import NO_SPACE_SCRIPTS
 
 # Scripts written without spaces between words: a "word" is a character there.
@@ -200,8 +201,8 @@ class EncoderAligner:
         if method not in self.METHODS:
             raise ValueError(f"alignment method {method!r}: one of {', '.join(self.METHODS)}")
         self.torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(str(model))
-        self.model = AutoModel.from_pretrained(str(model)).eval().to(device)
+        self.tokenizer = hub.from_pretrained(AutoTokenizer, str(model))
+        self.model = hub.from_pretrained(AutoModel, str(model)).eval().to(device)
         self.layer = min(layer, int(self.model.config.num_hidden_layers))
         self.method, self.device, self.max_tokens, self.max_length = method, device, max_tokens, max_length
         self.name = str(model)

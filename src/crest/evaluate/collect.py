@@ -24,7 +24,7 @@ COLUMNS = ["model", "model_kind", "arm", "size", "seed", "baseline", "benchmark"
            "lang_groups", "cluster", "status", "reason", "n", "n_unsafe", "n_safe", *METRICS, "f1_lo", "f1_hi",
            "threshold", "best_threshold", "best_f1", "set_translator_is_random", "model_translator_is_random",
            "random_translator", "translation_backend", "in_distribution", "parallel", "set_class", "threshold_cal",
-           "threshold_cal_source", *CAL_METRICS, "metrics_path"]
+           "threshold_cal_source", *CAL_METRICS, "model_revision", "metrics_path"]
 
 
 def model_label(model: dict[str, Any]) -> str:
@@ -80,6 +80,7 @@ def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters:
             "translation_backend": r.get("translation_backend") or "",
             "in_distribution": bool(r.get("in_distribution")),
             "parallel": bool(r.get("parallel", r.get("kind", "corpus") == "corpus")), "set_class": set_class(r.get("n_unsafe"), r.get("n_safe")),
+            "model_revision": model.get("revision"),  # hub commit of the baseline, or of a trained model's encoder
             "metrics_path": str(path),
         }
         cal = (r.get("operating_points") or {}).get("calibrated") or {}

@@ -56,10 +56,13 @@ SKIP_JSON = {"config.json", "tokenizer.json", "tokenizer_config.json", "special_
 def model_provenance(model_dir: str | Path) -> dict[str, Any]:
     """What the model directory says about its training data, loosely coupled to the training
     stage: every top-level json (weights and tokenizer configs aside) is searched for
-    `translator_is_random`; any true means the model learnt from random-weight translations."""
+    `translator_is_random`; any true means the model learnt from random-weight translations. The
+    hub revision of the encoder it was fine-tuned from (provenance.json `encoder_hub`, crest.hub)
+    is `revision`."""
     model_dir = Path(model_dir)
     found: list[Any] = []
     files = []
+    revision = None
     for path in sorted(model_dir.glob("*.json")):
         if path.name in SKIP_JSON:
             continue
@@ -67,11 +70,13 @@ def model_provenance(model_dir: str | Path) -> dict[str, Any]:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             continue
+        for read in _find_key(doc, "encoder_hub"):
+            revision = revision or (read.get("revision") if isinstance(read, dict) else None)
         hits = _find_key(doc, "translator_is_random")
         if hits:
             files.append(path.name)
         found += hits
-    return {"translator_is_random": any(bool(x) for x in found), "provenance_files": files}
+    return {"translator_is_random": any(bool(x) for x in found), "provenance_files": files, "revision": revision}
 
 
 def evaluate_sets(scorer_factory: Callable[[], Any], set_paths: Sequence[str | Path], out_paths: Sequence[str | Path],

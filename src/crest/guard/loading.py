@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 
-# A hub id as the hub spells it: exactly `org/name`, no path syntax.
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+from crest.hub import HUB_ID, model_source
+
 SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "tokenizer.model", "spiece.model",
@@ -52,25 +51,31 @@ def check_model_dir(path: Path) -> None:
         raise ModelLoadError(f"{path}: not a complete model directory: missing {', '.join(missing)}")
 
 
-def resolve_model(path_or_hub_id: str | Path) -> tuple[str, bool]:
-    """(what to pass to from_pretrained, whether it is a local directory). An existing path must be a
-    complete model directory; anything else must be a hub id `org/name`, and offline it fails here."""
+def resolve_model(path_or_hub_id: str | Path) -> tuple[str, bool, dict]:
+    """(what to pass to from_pretrained, whether it is a local directory of ours, the keyword
+    arguments crest.hub adds). An existing path must be a complete model directory; anything else
+    must be a hub id `org/name`, which goes through crest.hub (its mirror folder, checked like a
+    local one, or the id at its locked revision), and offline without a cached copy it fails here."""
     text = str(path_or_hub_id)
     path = Path(text).expanduser()
     if path.is_dir():
         check_model_dir(path)
-        return str(path), True
+        return str(path), True, {}
     if path.exists():
         raise ModelLoadError(f"{text}: not a directory (give the model directory, not a file in it)")
     if isinstance(path_or_hub_id, Path) or not HUB_ID.match(text):
         raise ModelLoadError(f"{text}: no such model directory (and not a hub id of the form org/name)")
+    source, kwargs = model_source(text)
+    if source != text:  # the mirror's folder
+        check_model_dir(Path(source))
+        return source, False, {}
     if hub_offline():
         from huggingface_hub import try_to_load_from_cache
 
-        if not isinstance(try_to_load_from_cache(text, "config.json"), str):
+        if not isinstance(try_to_load_from_cache(text, "config.json", revision=kwargs.get("revision")), str):
             raise ModelLoadError(f"{text}: no such local directory, and the hub is offline (HF_HUB_OFFLINE=1) "
                                  f"with no cached copy of this hub id")
-    return text, False
+    return text, False, kwargs
 
 
 def check_threshold(value: float, origin: str = "threshold") -> float:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from crest import hub
 from crest.guard.loading import check_threshold, resolve_model
 from crest.guard.windows import split_windows
 
@@ -94,14 +95,15 @@ class Guard:
 
         if threshold is not None:
             threshold = check_threshold(threshold)  # before any loading: a bad value fails fast
-        source, local = resolve_model(path_or_hub_id)
+        source, local, hub_kwargs = resolve_model(path_or_hub_id)
         stored = load_guard_file(source) if local else {}
         if threshold is None:
             threshold = check_threshold(stored.get("threshold", DEFAULT_THRESHOLD), f"{Path(source) / GUARD_FILE}: threshold")
         device = pick_device(device)
         torch_dtype = getattr(torch, dtype) if dtype else (torch.float16 if device == "cuda" else torch.float32)
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForSequenceClassification.from_pretrained(source, dtype=torch_dtype, use_safetensors=True)
+        tokenizer = hub.from_pretrained(AutoTokenizer, source, **hub_kwargs)
+        model = hub.from_pretrained(AutoModelForSequenceClassification, source, dtype=torch_dtype,
+                                    use_safetensors=True, **hub_kwargs)
         if compile:
             kwargs.setdefault("pad_to_multiple_of", 64)
         guard = cls(model, tokenizer, threshold=threshold, device=device, **kwargs)

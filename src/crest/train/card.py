@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from crest import hub
 from crest.io import write_json, write_text
 from crest.models import BUILT_ENCODERS
 from crest.paths import REPO_ROOT
@@ -74,6 +75,7 @@ def export_model(weights_dir: Path, out_dir: Path, tokenizer, settings: dict[str
     """Assemble `out_dir` from the selected weights (a save_pretrained dir) and the run's records."""
     provenance = {
         "arm": settings["arm"], "size": settings["size"], "seed": settings["seed"], "encoder": settings["encoder"],
+        "encoder_hub": hub.provenance("model", settings["encoder"]),  # the revision fine-tuned from (crest.hub)
         "corpus": data_info.get("corpus", settings.get("corpus")), "languages": data_info.get("languages"),
         "rows": data_info.get("rows"), "rows_per_language": data_info.get("rows_per_language"),
         "sources": data_info.get("sources"), "shards": data_info.get("shards"), "anchors": data_info.get("anchors"),
@@ -102,14 +104,17 @@ def export_model(weights_dir: Path, out_dir: Path, tokenizer, settings: dict[str
     write_dir(out_dir, write)
 
 
-def is_hub_id(spec: str) -> bool:
-    return spec not in BUILT_ENCODERS and not Path(spec).exists() and spec.count("/") == 1
-
-
 def encoder_name(spec: str) -> str:
     if spec in BUILT_ENCODERS:
         return f"`{spec}` ({BUILT_ENCODERS[spec]})"
     return f"`{spec}`"
+
+
+def _revision_note(read: dict[str, Any]) -> str:
+    """` at revision SHA` for an encoder read from the hub or a mirror; ` (unpinned)` when no lock pinned it."""
+    if read.get("from") in ("hub", "mirror"):
+        return f" at revision `{read['revision']}`" if read.get("revision") else " (revision unpinned)"
+    return ""
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -128,7 +133,7 @@ def model_card(settings: dict[str, Any], summary: dict[str, Any], provenance: di
         f"language: [{', '.join(languages)}]",
         "library_name: transformers",
         "pipeline_tag: text-classification",
-        *([f"base_model: {settings['encoder']}"] if is_hub_id(settings["encoder"]) else []),
+        *([f"base_model: {settings['encoder']}"] if hub.is_hub_id(settings["encoder"]) else []),
         "tags: [crest, safety, guardrail, xlm-roberta]",
         "---",
         "",
@@ -145,7 +150,7 @@ def model_card(settings: dict[str, Any], summary: dict[str, Any], provenance: di
                   "results are not an artefact of the pipeline.", ""]
     parts += [
         "A binary prompt-safety classifier (label 1 = `unsafe`, 0 = `safe`) fine-tuned from "
-        f"{encoder_name(settings['encoder'])} "
+        f"{encoder_name(settings['encoder'])}{_revision_note(provenance.get('encoder_hub') or {})} "
         f"on the `{arm}` arm of crest, a reproduction of {PAPER}."
         + (f" {settings['arm_description']}" if settings.get("arm_description") else ""),
         "",

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from crest import hub
 from crest.io import atomic_path
 from crest.train.batching import collate, eval_batches, eval_limits
 
@@ -83,8 +84,8 @@ def write_features(encoder: str, texts: Sequence[str], out: str | Path, *, max_l
     from crest.train.trainer import tokenize
 
     torch.set_num_threads(max(1, threads))
-    tokenizer = AutoTokenizer.from_pretrained(encoder)
-    model = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=2, attn_implementation="sdpa")
+    tokenizer = hub.from_pretrained(AutoTokenizer, encoder)
+    model = hub.from_pretrained(AutoModelForSequenceClassification, encoder, num_labels=2, attn_implementation="sdpa")
     texts = list(texts)
     ids = tokenize(tokenizer, texts, max_length)
     tokens, size = eval_limits(batch_tokens, max_batch_size)

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from crest import hub
 from crest.data.wheels import sha256_file
 from crest.io import write_json
 from crest.train.batching import BucketBatcher, collate, eval_batches, eval_limits, shard_steps
@@ -206,7 +207,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     val_rows = rows[rows["split"] == "validation"].reset_index(drop=True)
 
     with acc.main_process_first():  # a hub download happens once
-        tokenizer = AutoTokenizer.from_pretrained(encoder)
+        tokenizer = hub.from_pretrained(AutoTokenizer, encoder)
     train_ids = tokenize(tokenizer, train_rows["text"].tolist(), opt["max_length"])
     val_ids = tokenize(tokenizer, val_rows["text"].tolist(), opt["max_length"])
     train_labels = train_rows["label"].to_numpy(np.int64)
@@ -224,8 +225,8 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
 
     torch.manual_seed(settings["seed"])  # the classifier head's initialisation
     with acc.main_process_first():
-        model = AutoModelForSequenceClassification.from_pretrained(
-            encoder, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()},
+        model = hub.from_pretrained(
+            AutoModelForSequenceClassification, encoder, num_labels=2, id2label=ID2LABEL, label2id={v: k for k, v in ID2LABEL.items()},
             attn_implementation="sdpa")
     model.config.problem_type = "single_label_classification"
     if opt["freeze_embeddings"]:

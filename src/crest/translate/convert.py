@@ -33,8 +33,13 @@ def convert_model(source: str | Path, out_dir: str | Path, quantization: str = "
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    source = str(source)
-    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    from crest import hub
+
+    spec = spec or str(source)
+    read = hub.provenance("model", source, revision)
+    source, hub_kwargs = hub.model_source(source, revision)  # a mirror folder, or the id at its locked revision
+    revision = hub_kwargs.get("revision")
+    tokenizer = hub.from_pretrained(AutoTokenizer, source, revision=revision)
     codes = [t for t in tokenizer.get_vocab() if NLLB_CODE_RE.match(t)]
     if not codes or tokenizer.convert_tokens_to_ids("eng_Latn") == tokenizer.unk_token_id:
         raise ValueError(f"{source}: the tokenizer has no NLLB language codes (eng_Latn -> <unk>); a "
@@ -47,7 +52,8 @@ def convert_model(source: str | Path, out_dir: str | Path, quantization: str = "
         model = tmp / "model"
         tokenizer.save_pretrained(model / TOKENIZER_SUBDIR)
         provenance = {
-            "source": spec or source, "resolved": source, "revision": revision, "quantization": quantization,
+            "source": spec, "resolved": source, "revision": read["revision"], "hub_from": read["from"],
+            "quantization": quantization,
             "random_weights": bool(load_provenance(source).get("random_weights", False)) if Path(source).is_dir() else False,
             "language_codes": len(codes), "ctranslate2": ctranslate2.__version__,
             "transformers": transformers.__version__,

@@ -37,6 +37,7 @@ def build_tiny_nllb(out_dir: str | Path, texts: Sequence[str] | None = None, *, 
     import torch
     from transformers import AutoTokenizer, M2M100Config, M2M100ForConditionalGeneration
 
+    from crest import hub
     from crest.tiny import sample_texts, train_sentencepiece
 
     out_dir = Path(out_dir)
@@ -45,7 +46,7 @@ def build_tiny_nllb(out_dir: str | Path, texts: Sequence[str] | None = None, *, 
                         user_defined_symbols=PUNCTUATION_SYMBOLS)
     (out_dir / "sentencepiece.bpe.vocab").unlink(missing_ok=True)
     write_nllb_tokenizer_config(out_dir)
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    tokenizer = hub.from_pretrained(AutoTokenizer, out_dir)
     codes = language_codes()
     ids = tokenizer.convert_tokens_to_ids(codes)
     if tokenizer.unk_token_id in ids:
