@@ -33,7 +33,7 @@ Shell command: crest translate shard --rows results/x/none.parquet --lang ca --s
 [Tue Dec  1 22:06:08 2026]
 rule train_model:
     wildcards: arm=english, size=large, seed=0
-Shell command: crest train run --data results/x/none.parquet --settings '{{"budget": {{"examples": 1000}}, "optim": {{"epochs": 3}}, "device": "auto"}}' > log 2>&1
+Shell command: crest train run --data results/x/none.parquet --settings '{{"budget": {{"examples": 1257600}}, "optim": {{"epochs": 3}}, "device": "auto"}}' > log 2>&1
 
 [Tue Dec  1 22:06:08 2026]
 localrule all:
@@ -57,14 +57,20 @@ def test_parse_jobs_and_stats_agree() -> None:
     assert est.parse_stats(DRY_RUN) == {"translate_shard": 2, "train_model": 1, "all": 1}
 
 
+# An hour of work at each reference rate (hours are rounded to 3 decimals: the work must be large
+# enough that another rate gives other hours)
+HOUR_OF_GREEDY_NLLB = 1032 * 3600   # sentences at 1,032/s
+HOUR_OF_LARGE_TRAINING = 1048 * 3600  # samples at 1,048/s: 1,257,600 examples x 3 epochs
+
+
 def test_work_and_gpu_hours_from_reference_rates() -> None:
-    result = est.estimate(REPO_ROOT / "config" / "demo.yaml", rows={"train": 2064}, dry_run_text=DRY_RUN)
+    result = est.estimate(REPO_ROOT / "config" / "demo.yaml", rows={"train": HOUR_OF_GREEDY_NLLB}, dry_run_text=DRY_RUN)
     translate, train = result["stages"]["translate"], result["stages"]["train"]
     # both shards are sentences to translate; only the CTranslate2 one is GPU time (Apertium is CPU)
-    assert translate["units"] == {"sentences to translate": 2 * 2064} and translate["gpu_jobs"] == 1
-    assert translate["gpu_hours"] == pytest.approx(round(2064 / 1032 / 3600, 3))
-    assert train["units"] == {"training samples": 3000}
-    assert train["gpu_hours"] == pytest.approx(round(3000 / 1048 / 3600, 3))
+    assert translate["units"] == {"sentences to translate": 2 * HOUR_OF_GREEDY_NLLB} and translate["gpu_jobs"] == 1
+    assert translate["gpu_hours"] == 1.0
+    assert train["units"] == {"training samples": HOUR_OF_LARGE_TRAINING}
+    assert train["gpu_hours"] == 1.0 and result["gpu_hours_total"] == 2.0
     assert result["jobs"] == 4 and "reference H100" in result["rates_from"]
     assert "reference" in est.format_estimate(result)
 
@@ -81,9 +87,33 @@ def test_bench_rates_replace_the_reference(tmp_path: Path) -> None:
                  {"mode": "stage", "beam": 1, "sentences_per_s": 516.0}]}}}
     path = tmp_path / "b.json"
     path.write_text(json.dumps(bench))
-    result = est.estimate(REPO_ROOT / "config" / "demo.yaml", bench=path, rows={"train": 2064}, dry_run_text=DRY_RUN)
-    assert result["stages"]["translate"]["gpu_hours"] == pytest.approx(round(2064 / 516 / 3600, 3))
+    result = est.estimate(REPO_ROOT / "config" / "demo.yaml", bench=path, rows={"train": HOUR_OF_GREEDY_NLLB},
+                          dry_run_text=DRY_RUN)
+    assert result["stages"]["translate"]["gpu_hours"] == 2.0  # half the reference rate: twice its hour
+    assert result["stages"]["train"]["gpu_hours"] == 1.0      # no training part in the bench: the reference
     assert "b.json" in result["stages"]["translate"]["rates"]["translate_beam1"]
+    assert "H100 reference" in result["stages"]["train"]["rates"]["train_large"]
+
+
+BASELINE_DRY_RUN = """rule eval_baseline_llamaguard:
+    wildcards: run=x
+Shell command: crest gpu-run --gpus 1 -- crest evaluate baseline --name llamaguard > log 2>&1
+
+rule eval_model:
+    wildcards: arm=english, size=large, seed=0
+Shell command: crest evaluate model --settings '{}' --threads 2 nosuch/xx > log 2>&1
+"""
+
+
+def test_baseline_rules_named_in_code_count_as_evaluate() -> None:
+    """eval_baseline_<name> rules are made in a loop (`name:`), so no `rule eval_baseline_...:` line in
+    evaluate.smk names them; they are evaluate jobs all the same, never 'other'."""
+    assert "eval_baseline_llamaguard" not in est.rule_stages() and est.rule_stages()["eval_model"] == "evaluate"
+    result = est.estimate(REPO_ROOT / "config" / "demo.yaml", rows={}, dry_run_text=BASELINE_DRY_RUN)
+    assert set(result["stages"]) == {"evaluate"}
+    evaluate = result["stages"]["evaluate"]
+    assert evaluate["jobs"] == 2 and evaluate["gpu_jobs"] == 1 and evaluate["unknown_jobs"] == 1
+    assert "LLM baselines" in evaluate["rates"]["baselines"]
 
 
 def test_rows_argument_errors_name_the_value() -> None:
