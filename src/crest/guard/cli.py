@@ -1,4 +1,5 @@
-"""`crest classify` (score texts with a trained guardrail) and `crest guard calibrate`."""
+"""`crest classify` (score texts with a trained guardrail), `crest serve`, `crest guard calibrate`
+and `crest guard export-onnx`."""
 
 from __future__ import annotations
 
@@ -81,16 +82,27 @@ def quiet_loading() -> None:
     hf_logging.disable_progress_bar()
 
 
+def record_langs(records: list[dict[str, Any]], lang: str | None, field: str | None) -> list[str | None] | str | None:
+    """The language of each record for per-language thresholds: --lang for all, or --lang-field
+    (a record without it, or with an empty one, uses the global threshold)."""
+    if lang and field:
+        raise ValueError("give --lang or --lang-field, not both")
+    if field:
+        return [str(r[field]) if r.get(field) not in (None, "") else None for r in records]
+    return lang
+
+
 def _classify(args: argparse.Namespace) -> None:
-    from crest.guard import Guard
+    from crest.guard.onnx_guard import load_guard
     from crest.io import write_text
 
     quiet_loading()
     check_out(args.out)
     records, texts = read_inputs(args.input, args.format, args.field)
-    guard = Guard.from_pretrained(args.model, device=args.device, threshold=args.threshold,
-                                  batch_size=args.batch_size)
-    results = guard.classify(texts)
+    langs = record_langs(records, args.lang, args.lang_field)
+    guard = load_guard(args.model, backend=args.backend, precision=args.precision, device=args.device,
+                       threshold=args.threshold, batch_size=args.batch_size)
+    results = guard.classify(texts, langs=langs)
     lines = [json.dumps({**record, **result}, ensure_ascii=False, default=str) for record, result in zip(records, results)]
     out = "\n".join(lines) + "\n"
     if args.out:
@@ -119,11 +131,33 @@ def _calibrate(args: argparse.Namespace) -> None:
         df = df[df["split"] == args.split]
     if df.empty:
         raise ValueError(f"no rows with split {args.split!r} in {', '.join(map(str, args.data))}")
+    if args.per_language and "lang" not in df.columns:
+        raise ValueError(f"--per-language: no column lang in {', '.join(map(str, args.data))}")
     guard = Guard.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
     note = f"{args.split or 'all'} split of {', '.join(Path(p).name for p in args.data)}"
-    result = calibrate_model(args.model, guard.score(df["text"].tolist()), df["label"].to_numpy(),
+    probs = guard.score(df["text"].tolist())
+    result = calibrate_model(args.model, probs, df["label"].to_numpy(),
                              target_recall=args.target_recall, target_fpr=args.target_fpr, note=note)
+    if args.per_language:
+        from crest.guard.languages import calibrate_languages
+
+        result["languages"] = calibrate_languages(
+            args.model, probs, df["label"].to_numpy(), df["lang"].astype(str).tolist(), target_recall=args.target_recall,
+            target_fpr=args.target_fpr, min_rows=args.min_rows_per_class, note=note)
     print(json.dumps(result))
+
+
+def _export_onnx(args: argparse.Namespace) -> None:
+    from crest.guard.onnx_export import Tolerances, export_onnx, read_gate_rows, summary
+
+    quiet_loading()
+    texts, labels, langs, note = read_gate_rows(args.data, args.split, args.field, args.label_field,
+                                                args.lang_field, limit=args.max_rows)
+    tol = Tolerances(max_auroc_drop=args.max_auroc_drop, min_agreement=args.min_agreement,
+                     max_fp32_diff=args.max_fp32_diff)
+    report = export_onnx(args.model, args.out, texts, labels, langs=langs, int8=args.int8, opset=args.opset,
+                         tolerances=tol, data_note=note, batch_size=args.batch_size)
+    print(json.dumps(summary(report)))
 
 
 def _serve(args: argparse.Namespace) -> None:
@@ -133,7 +167,8 @@ def _serve(args: argparse.Namespace) -> None:
     limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, batch_window_ms=args.batch_window_ms,
                     max_batch_texts=args.max_batch_texts)
     serve(args.model, host=args.host, port=args.port, device=args.device, threshold=args.threshold,
-          batch_size=args.batch_size, limits=limits, model_id=args.model_id)
+          batch_size=args.batch_size, limits=limits, model_id=args.model_id, backend=args.backend,
+          precision=args.precision)
 
 
 def _guardbench_export(args: argparse.Namespace) -> None:
@@ -155,6 +190,13 @@ def _guardbench(args: argparse.Namespace) -> None:
               batch_size=args.batch_size, datasets=args.datasets, metrics=["f1", "recall", "fpr", "auprc"], guard=guard)
 
 
+def add_backend(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                   help="auto: ONNX Runtime for a `crest guard export-onnx` directory, else PyTorch")
+    p.add_argument("--precision", choices=["auto", "fp32", "int8"], default="auto",
+                   help="which file of an ONNX export (auto: int8 when exported)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="score texts with a trained guardrail; JSONL out")
     p.add_argument("--model", required=True, help="model directory (or hub id org/name); safetensors only")
@@ -165,6 +207,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", type=Path, help="write here (atomically) instead of stdout")
+    p.add_argument("--lang", help="the language of every text (its calibrated threshold applies, if any)")
+    p.add_argument("--lang-field", help="JSONL field / CSV column holding each text's language")
+    add_backend(p)
     p.add_argument("input", nargs="?", default="-", help="file, or - for stdin (default)")
     p.set_defaults(func=_classify)
 
@@ -181,6 +226,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
     p.add_argument("--max-batch-texts", type=int, default=256, help="texts scored together at most")
     p.add_argument("--model-id", help="the id answers name (default: --model as given)")
+    add_backend(p)
     p.set_defaults(func=_serve)
 
     guard = sub.add_parser("guard", help="guardrail utilities").add_subparsers(dest="guard_command", required=True)
@@ -191,9 +237,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--target-recall", type=float)
     target.add_argument("--target-fpr", type=float)
+    p.add_argument("--per-language", action="store_true",
+                   help="also a threshold per language (column lang) with enough rows of both classes")
+    p.add_argument("--min-rows-per-class", type=int, default=20,
+                   help="--per-language: rows of each class a language needs (else the global threshold)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_calibrate)
+
+    p = guard.add_parser("export-onnx", help="ONNX (and int8) export, refused unless it passes a quality gate")
+    p.add_argument("--model", required=True, type=Path, help="a crest guard directory (safetensors)")
+    p.add_argument("--out", required=True, type=Path, help="the export directory (replaced only if the gate passes)")
+    p.add_argument("--data", required=True, nargs="+", type=Path,
+                   help="labelled rows for the gate (parquet/CSV/TSV/JSONL with text, label[, split, lang])")
+    p.add_argument("--split", default="validation", help="rows of this split (empty: all rows)")
+    p.add_argument("--field", default="text")
+    p.add_argument("--label-field", default="label")
+    p.add_argument("--lang-field", default="lang", help="language column, for per-language thresholds")
+    p.add_argument("--max-rows", type=int, default=None, help="a stratified sample of at most this many rows")
+    p.add_argument("--int8", action="store_true", help="also dynamic int8 (model.int8.onnx), gated too")
+    p.add_argument("--max-auroc-drop", type=float, default=0.005)
+    p.add_argument("--min-agreement", type=float, default=0.99)
+    p.add_argument("--max-fp32-diff", type=float, default=1e-4)
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_export_onnx)
 
     p = guard.add_parser("guardbench-export", help="a run's eval sets as GuardBench custom datasets")
     p.add_argument("--sets", required=True, type=Path, help="results/{run}/eval/sets")

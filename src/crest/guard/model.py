@@ -71,16 +71,27 @@ class Guard:
                  device: str = "cpu", batch_size: int = 32, max_length: int | None = None,
                  stride: int | None = None, pad_to_multiple_of: int = 8) -> None:
         self.model = model.eval().to(device)
+        self.device = device
+        self._configure(model.config, tokenizer, threshold=threshold, batch_size=batch_size, max_length=max_length,
+                        stride=stride, pad_to_multiple_of=pad_to_multiple_of)
+
+    def _configure(self, config: Any, tokenizer: Any, *, threshold: float, batch_size: int, max_length: int | None,
+                   stride: int | None, pad_to_multiple_of: int) -> None:
+        """Windows, thresholds and batching from the model's config: shared by every backend."""
         self.tokenizer = tokenizer
         self.threshold = check_threshold(threshold)
-        self.device = device
+        self.lang_thresholds: dict[str, float] = {}  # calibrated per language (crest.guard.languages)
         self.batch_size = batch_size
-        limit = int(getattr(model.config, "max_position_embeddings", 514)) - 2  # XLM-R positions start at 2
+        limit = int(getattr(config, "max_position_embeddings", 514)) - 2  # XLM-R positions start at 2
         self.max_length = min(max_length or 512, limit)
         self.window = self.max_length - 2  # room for <s> and </s>
         self.stride = stride or max(1, self.window // 2)
         self.pad_to_multiple_of = pad_to_multiple_of
-        self.unsafe = unsafe_index(model.config)
+        self.unsafe = unsafe_index(config)
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
 
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | Path, *, device: str = "auto", threshold: float | None = None,
@@ -93,10 +104,15 @@ class Guard:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from crest.guard.onnx_guard import OnnxGuard, is_onnx_export
+
+        if is_onnx_export(path_or_hub_id):  # a `crest guard export-onnx` directory
+            return OnnxGuard.from_pretrained(path_or_hub_id, device=device, threshold=threshold, **kwargs)
         if threshold is not None:
             threshold = check_threshold(threshold)  # before any loading: a bad value fails fast
         source, local, hub_kwargs = resolve_model(path_or_hub_id)
         stored = load_guard_file(source) if local else {}
+        explicit = threshold is not None  # a given threshold overrides the stored per-language ones too
         if threshold is None:
             threshold = check_threshold(stored.get("threshold", DEFAULT_THRESHOLD), f"{Path(source) / GUARD_FILE}: threshold")
         device = pick_device(device)
@@ -107,6 +123,7 @@ class Guard:
         if compile:
             kwargs.setdefault("pad_to_multiple_of", 64)
         guard = cls(model, tokenizer, threshold=threshold, device=device, **kwargs)
+        guard.lang_thresholds = {} if explicit else language_thresholds(stored, Path(source) / GUARD_FILE)
         if compile:
             guard.model = torch.compile(guard.model, mode="reduce-overhead")
         return guard
@@ -151,13 +168,18 @@ class Guard:
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start:start + self.batch_size]
-                ids, mask = self._collate([windows[i] for i in idx])
-                logits = self.model(input_ids=ids.to(self.device, non_blocking=True),
-                                    attention_mask=mask.to(self.device, non_blocking=True)).logits.float()
-                probs[idx] = torch.softmax(logits, dim=-1)[:, self.unsafe].cpu().numpy()
+                probs[idx] = self._probs(*self._collate([windows[i] for i in idx]))
         out = np.zeros(len(texts), dtype=np.float32)
         np.maximum.at(out, np.asarray(owner), probs)
         return out
+
+    def _probs(self, ids, mask) -> np.ndarray:
+        """P(unsafe) per window of one padded batch (the only step a backend replaces)."""
+        import torch
+
+        logits = self.model(input_ids=ids.to(self.device, non_blocking=True),
+                            attention_mask=mask.to(self.device, non_blocking=True)).logits.float()
+        return torch.softmax(logits, dim=-1)[:, self.unsafe].cpu().numpy()
 
     def window_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """What an XLM-R classification head reads, per window: the encoder's last-layer state of the
@@ -194,7 +216,45 @@ class Guard:
         np.maximum.at(out, owner, probs)
         return out
 
-    def classify(self, texts: Sequence[str], threshold: float | None = None) -> list[dict[str, Any]]:
-        """{"prob_unsafe", "label"} per text; label is "unsafe" when prob_unsafe >= threshold."""
-        t = self.threshold if threshold is None else float(threshold)
-        return [{"prob_unsafe": float(p), "label": "unsafe" if p >= t else "safe"} for p in self.score(texts)]
+    def thresholds(self, n: int, langs: Sequence[str | None] | str | None = None,
+                   threshold: float | None = None) -> tuple[np.ndarray, list[str]]:
+        """The threshold each of `n` texts is judged at, and where it came from: "request" (the
+        `threshold` argument, for all), "language" (the text's language, given in `langs`, has a
+        calibrated threshold in crest_guard.json), else "model" (the global one)."""
+        if threshold is not None:
+            return np.full(n, check_threshold(threshold), dtype=np.float64), ["request"] * n
+        langs = [langs] * n if langs is None or isinstance(langs, str) else list(langs)
+        if len(langs) != n:
+            raise ValueError(f"{len(langs)} languages for {n} texts")
+        found = [self.lang_thresholds.get(normalise_lang(lang)) if lang else None for lang in langs]
+        return (np.array([self.threshold if t is None else t for t in found], dtype=np.float64),
+                ["model" if t is None else "language" for t in found])
+
+    def classify(self, texts: Sequence[str], threshold: float | None = None,
+                 langs: Sequence[str | None] | str | None = None) -> list[dict[str, Any]]:
+        """{"prob_unsafe", "label", "threshold", "threshold_from", "lang"} per text; label is
+        "unsafe" when prob_unsafe >= the text's threshold (see `thresholds`). `langs`: the language
+        of each text (or one for all), as the caller knows it; nothing is detected."""
+        probs = self.score(texts)
+        ts, origin = self.thresholds(len(probs), langs, threshold)
+        given = [langs] * len(probs) if langs is None or isinstance(langs, str) else list(langs)
+        return [{"prob_unsafe": float(p), "label": "unsafe" if p >= t else "safe", "threshold": float(t),
+                 "threshold_from": o, "lang": lang} for p, t, o, lang in zip(probs, ts, origin, given, strict=True)]
+
+
+def normalise_lang(code: str) -> str:
+    """A language code as thresholds are keyed: lower case, '_' as '-' ('pt_BR' -> 'pt-br')."""
+    return str(code).strip().lower().replace("_", "-")
+
+
+def language_thresholds(stored: dict[str, Any], origin: str | Path = GUARD_FILE) -> dict[str, float]:
+    """{language: threshold} from a crest_guard.json's "languages" section (written by
+    `crest guard calibrate --per-language`); each checked like the global threshold."""
+    section = stored.get("languages") or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"{origin}: 'languages' must be an object of language -> calibration")
+    out = {}
+    for lang, entry in section.items():
+        value = entry.get("threshold") if isinstance(entry, dict) else entry
+        out[normalise_lang(lang)] = check_threshold(value, f"{origin}: languages.{lang}.threshold")
+    return out

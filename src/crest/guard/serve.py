@@ -9,6 +9,11 @@ one `Guard.score` call, which sorts the texts' windows by length and runs them i
 the same sliding windows over long inputs as the library. Scoring runs in one worker thread, so the
 event loop keeps accepting requests while a batch runs. On SIGTERM/SIGINT uvicorn stops accepting,
 the requests in flight are answered, then the worker stops.
+
+`POST /v1/moderations` speaks OpenAI's moderation API (`{"input": str | [str], "model"}` ->
+`{"id", "model", "results": [{"flagged", "categories", "category_scores", ...}]}`), so gateways
+that call OpenAI's moderation (LiteLLM's `openai_moderation` guardrail, the `openai` client) use
+the guard by pointing their base URL here. The binary guard fills one category, `unsafe`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 import queue
 import threading
 import time
+import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +34,7 @@ from pydantic import BaseModel, ConfigDict
 
 from crest.guard.loading import check_threshold
 from crest.guard.model import Guard, load_guard_file
+from crest.guard.onnx_guard import load_guard
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +57,35 @@ class Limits:
 
 
 class ClassifyRequest(BaseModel):
-    """POST /v1/classify: one `text` or a list `texts`; `threshold` overrides the model's."""
+    """POST /v1/classify: one `text` or a list `texts`; `threshold` overrides the model's (and its
+    per-language ones); `lang` (one for all) or `langs` (one per text) picks per-language thresholds."""
 
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
     texts: list[str] | None = None
     threshold: float | None = None
+    lang: str | None = None
+    langs: list[str | None] | None = None
+
+
+MODERATION_CATEGORY = "unsafe"  # the one category a binary guard fills in /v1/moderations
+
+
+class TextPart(BaseModel):
+    """One element of OpenAI's multi-modal moderation input; crest scores `text` parts only."""
+
+    type: str
+    text: str | None = None
+
+
+class ModerationRequest(BaseModel):
+    """POST /v1/moderations, OpenAI's shape: `input` a string, a list of strings or of text parts;
+    `model` is accepted and not used (the server has one model); `lang` is crest's extension."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: str | list[str | TextPart]
+    model: str | None = None
+    lang: str | None = None
 
 
 @dataclass
@@ -140,10 +170,17 @@ def model_summary(guard: Guard, model_dir: Path | None, model_id: str) -> dict[s
 
     summary: dict[str, Any] = {"model": model_id, "threshold": guard.threshold, "max_length": guard.max_length,
                                "window_tokens": guard.window, "stride_tokens": guard.stride,
-                               "labels": {int(k): v for k, v in (guard.model.config.id2label or {}).items()}}
+                               "labels": {int(k): v for k, v in (guard.config.id2label or {}).items()},
+                               "backend": f"onnxruntime {guard.precision}" if hasattr(guard, "session") else "torch",
+                               "language_thresholds": dict(guard.lang_thresholds),
+                               "moderation_categories": [MODERATION_CATEGORY]}
     if model_dir is not None:
         stored = load_guard_file(model_dir)
         summary["calibration"] = stored.get("calibration")
+        if stored.get("language_calibration"):
+            summary["language_calibration"] = stored["language_calibration"]
+        if stored.get("onnx"):
+            summary["onnx_gate"] = stored["onnx"].get("gate")
         provenance = model_dir / "provenance.json"
         if provenance.is_file():
             card = json.loads(provenance.read_text(encoding="utf-8"))
@@ -178,6 +215,17 @@ def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, li
 
     app.state.in_flight = 0
 
+    def check_texts(texts: list[str]) -> JSONResponse | None:
+        """413 past the limits (the same for every endpoint), else None."""
+        if len(texts) > limits.max_texts:
+            return too_large(f"{len(texts)} texts in one request; at most {limits.max_texts}", limits.max_texts,
+                             len(texts))
+        longest = max(range(len(texts)), key=lambda i: len(texts[i]))
+        if len(texts[longest]) > limits.max_chars:
+            return too_large(f"text {longest} has {len(texts[longest])} characters; at most {limits.max_chars} per text",
+                             limits.max_chars, len(texts[longest]))
+        return None
+
     @app.post("/v1/classify")
     async def classify(req: ClassifyRequest):
         app.state.in_flight += 1  # one event loop: no lock needed
@@ -192,20 +240,52 @@ def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, li
         texts = [req.text] if req.text is not None else req.texts
         if not texts:
             raise HTTPException(status_code=422, detail="'texts' is empty")
-        if len(texts) > limits.max_texts:
-            return too_large(f"{len(texts)} texts in one request; at most {limits.max_texts}", limits.max_texts,
-                             len(texts))
-        longest = max(range(len(texts)), key=lambda i: len(texts[i]))
-        if len(texts[longest]) > limits.max_chars:
-            return too_large(f"text {longest} has {len(texts[longest])} characters; at most {limits.max_chars} per text",
-                             limits.max_chars, len(texts[longest]))
+        refused = check_texts(texts)
+        if refused is not None:
+            return refused
+        if req.lang is not None and req.langs is not None:
+            raise HTTPException(status_code=422, detail="give 'lang' (one for all) or 'langs' (one per text), not both")
+        langs = req.lang if req.langs is None else req.langs
         try:
             threshold = guard.threshold if req.threshold is None else check_threshold(req.threshold)
+            thresholds, origin = guard.thresholds(len(texts), langs, req.threshold)
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
         probs = await asyncio.wrap_future(batcher.submit(list(texts)))
         return {"model": model_id, "threshold": threshold, "prob_unsafe": [float(p) for p in probs],
-                "labels": ["unsafe" if p >= threshold else "safe" for p in probs]}
+                "labels": ["unsafe" if p >= t else "safe" for p, t in zip(probs, thresholds, strict=True)],
+                "thresholds": [float(t) for t in thresholds], "threshold_from": origin,
+                "langs": langs if isinstance(langs, list) else [langs] * len(texts)}
+
+    @app.post("/v1/moderations")
+    async def moderations(req: ModerationRequest):
+        app.state.in_flight += 1
+        try:
+            return await _moderations(req)
+        finally:
+            app.state.in_flight -= 1
+
+    async def _moderations(req: ModerationRequest):
+        items = [req.input] if isinstance(req.input, str) else req.input
+        if not items:
+            raise HTTPException(status_code=422, detail="'input' is empty")
+        texts = []
+        for i, item in enumerate(items):
+            if isinstance(item, TextPart):
+                if item.type != "text" or item.text is None:
+                    raise HTTPException(status_code=422, detail=f"input {i}: type {item.type!r}; crest moderates text only")
+                item = item.text
+            texts.append(item)
+        refused = check_texts(texts)
+        if refused is not None:
+            return refused
+        thresholds, _ = guard.thresholds(len(texts), req.lang)
+        probs = await asyncio.wrap_future(batcher.submit(texts))
+        return {"id": f"modr-{uuid.uuid4().hex}", "model": model_id, "results": [
+            {"flagged": bool(p >= t), "categories": {MODERATION_CATEGORY: bool(p >= t)},
+             "category_scores": {MODERATION_CATEGORY: float(p)},
+             "category_applied_input_types": {MODERATION_CATEGORY: ["text"]}}
+            for p, t in zip(probs, thresholds, strict=True)]}
 
     @app.get("/v1/model")
     async def model():
@@ -223,7 +303,8 @@ def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, li
 
 def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           threshold: float | None = None, batch_size: int = 32, limits: Limits | None = None,
-          model_id: str | None = None, graceful_timeout_s: float = 30.0) -> None:
+          model_id: str | None = None, graceful_timeout_s: float = 30.0, backend: str = "auto",
+          precision: str = "auto") -> None:
     """Load the guard (strictly, as `Guard.from_pretrained`) and serve it until SIGINT/SIGTERM."""
     import socket
 
@@ -235,7 +316,8 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, devic
             probe.bind((host, port))
         except OSError as e:
             raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    guard = Guard.from_pretrained(model, device=device, threshold=threshold, batch_size=batch_size)
+    guard = load_guard(model, backend=backend, precision=precision, device=device, threshold=threshold,
+                       batch_size=batch_size)
     local = Path(model).expanduser()
     app = create_app(guard, model_id=model_id or str(model), model_dir=local if local.is_dir() else None,
                      limits=limits)
