@@ -4,11 +4,14 @@
     python bench/latency.py --shape base --shape large   # random-weight XLM-R Base/Large shapes
     python bench/latency.py --model results/demo/models/crest/small/seed0
     python bench/latency.py --shape base --shape large --llm-shape llama-3.1-8b --compile   # on a GPU
+    python bench/latency.py --shape base --onnx --length 64 256 --batch 0 --no-llm   # torch vs ONNX fp32 vs int8
 
 Random weights cost the same compute as trained ones, so the real shapes give real timings without
 the hub. Prints batch-1 latency (median / p90, warm) and batched throughput, through the same
 `Guard.score` path users call (tokenisation included), then the LLM guard (prefill of a
-LlamaGuard-sized prompt, then 5 generated tokens) and the ratio.
+LlamaGuard-sized prompt, then 5 generated tokens) and the ratio. `--onnx` also exports each shape
+with `crest.guard.onnx_export` (the graph `crest guard export-onnx` writes, fp32 and dynamic int8)
+and times it through `OnnxGuard.score`: the same tokenisation and windows, ONNX Runtime underneath.
 """
 
 from __future__ import annotations
@@ -79,21 +82,43 @@ def random_guard(shape: str, tokenizer_dir: Path, device: str, dtype: torch.dtyp
     return guard
 
 
-def bench_guard(name: str, guard: Guard, args: argparse.Namespace, device: str) -> dict:
-    """Batch-1 latency (median, p90) and batch-`args.batch` throughput through `Guard.score`."""
-    text = text_of_tokens(guard.tokenizer, args.length - 2)
+def bench_guard(name: str, guard: Guard, args: argparse.Namespace, device: str, length: int) -> dict:
+    """Batch-1 latency (median, p90) and batch-`args.batch` throughput (0: skipped) through `Guard.score`."""
+    text = text_of_tokens(guard.tokenizer, length - 2)
     t0 = time.perf_counter()
     guard.score([text])  # the first call pays torch.compile's compilation, when compiled
     first = time.perf_counter() - t0
     one = timed(lambda: guard.score([text]), device, args.warmup, args.iters)
-    batch = [text] * args.batch
-    many = timed(lambda: guard.score(batch), device, 2, max(3, args.iters // 10))
     ms = statistics.median(one) * 1e3
     p90 = sorted(one)[int(0.9 * (len(one) - 1))] * 1e3
-    rate = args.batch / statistics.median(many)
-    print(f"{name:24s} batch 1: {ms:8.2f} ms (p90 {p90:.2f})   batch {args.batch}: {rate:9.1f} samples/s", flush=True)
-    return {"batch1_ms": round(ms, 3), "batch1_p90_ms": round(p90, 3), f"batch{args.batch}_per_s": round(rate, 1),
-            "first_call_s": round(first, 2)}
+    row = {"batch1_ms": round(ms, 3), "batch1_p90_ms": round(p90, 3), "first_call_s": round(first, 2)}
+    line = f"{name:30s} {length:4d} tokens  batch 1: {ms:8.2f} ms (p90 {p90:.2f})"
+    if args.batch:
+        batch = [text] * args.batch
+        many = timed(lambda: guard.score(batch), device, 2, max(3, args.iters // 10))
+        row[f"batch{args.batch}_per_s"] = round(args.batch / statistics.median(many), 1)
+        line += f"   batch {args.batch}: {row[f'batch{args.batch}_per_s']:9.1f} samples/s"
+    print(line, flush=True)
+    return row
+
+
+def onnx_guards(guard: Guard, workdir: Path, threads: int) -> dict[str, Guard]:
+    """The guard's model exported as `crest guard export-onnx` does (fp32, then dynamic int8), each
+    loaded as an OnnxGuard; file sizes printed."""
+    from crest.guard.onnx_export import ONNX_FILES, export_graph, quantize_int8
+    from crest.guard.onnx_guard import OnnxGuard
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    export_graph(guard.model, workdir / ONNX_FILES["fp32"])
+    t1 = time.perf_counter()
+    quantize_int8(workdir / ONNX_FILES["fp32"], workdir / ONNX_FILES["int8"])
+    guard.tokenizer.save_pretrained(workdir)
+    guard.model.config.save_pretrained(workdir)
+    print(f"exported in {t1 - t0:.1f} s ({(workdir / ONNX_FILES['fp32']).stat().st_size / 1e6:.0f} MB), int8 in "
+          f"{time.perf_counter() - t1:.1f} s ({(workdir / ONNX_FILES['int8']).stat().st_size / 1e6:.0f} MB)", flush=True)
+    return {p: OnnxGuard.from_pretrained(workdir, precision=p, device="cpu", threads=threads,
+                                         pad_to_multiple_of=guard.pad_to_multiple_of) for p in ("fp32", "int8")}
 
 
 def bench_llm(shape: str, args: argparse.Namespace, device: str, dtype: torch.dtype) -> dict:
@@ -138,8 +163,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--llm-shape", choices=sorted(LLM_SHAPES), default=None,
                    help="default: llama-3.1-8b on GPU, llama-tiny on CPU")
     p.add_argument("--no-llm", action="store_true")
-    p.add_argument("--length", type=int, default=128, help="tokens per input, specials included")
-    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--length", type=int, nargs="+", default=[128], help="tokens per input, specials included")
+    p.add_argument("--batch", type=int, default=64, help="batched throughput at this batch (0: batch 1 only)")
+    p.add_argument("--onnx", action="store_true", help="also ONNX Runtime fp32 and int8 exports of each shape (CPU)")
     p.add_argument("--llm-prompt", type=int, default=400)
     p.add_argument("--llm-batch", type=int, default=0, help="also time the LLM guard at this batch (0: batch 1 only)")
     p.add_argument("--iters", type=int, default=50)
@@ -161,17 +187,28 @@ def bench(args: argparse.Namespace) -> dict:
     modes = [False, True] if args.eager_and_compiled else [args.compile]
     shapes = args.shape or ([] if args.model else ["tiny"])
     results: dict[str, dict] = {}
+    suffix = (lambda n: f" {n}t") if len(args.length) > 1 else (lambda n: "")  # noqa: E731
+
+    def run(name: str, guard: Guard, dev: str) -> None:
+        for n in args.length:
+            results[name + suffix(n)] = bench_guard(name, guard, args, dev, n)
+
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = build_tiny_xlmr(Path(tmp) / "tok", num_labels=2)
         for shape in shapes:
             for compiled in modes:
-                name = f"xlmr-{shape}" + (" compiled" if compiled else " eager")
-                results[name] = bench_guard(name, random_guard(shape, tok_dir, device, dtype, compiled), args, device)
+                guard = random_guard(shape, tok_dir, device, dtype, compiled)
+                run(f"xlmr-{shape}" + (" compiled" if compiled else " eager"), guard, device)
+            if args.onnx:  # export a float32 CPU eager model (random weights: timing only)
+                cpu_guard = guard if device == "cpu" and not compiled else random_guard(shape, tok_dir, "cpu",
+                                                                                        torch.float32, False)
+                for precision, onnx_guard in onnx_guards(cpu_guard, Path(tmp) / f"onnx-{shape}",
+                                                         torch.get_num_threads()).items():
+                    run(f"xlmr-{shape} onnx {precision}", onnx_guard, "cpu")
     for model in args.model:
         for compiled in modes:
             guard = Guard.from_pretrained(model, device=device, compile=compiled)
-            results[f"{Path(model).name}" + (" compiled" if compiled else " eager")] = bench_guard(
-                Path(model).name, guard, args, device)
+            run(Path(model).name + (" compiled" if compiled else " eager"), guard, device)
     if not args.no_llm:
         shape = args.llm_shape or ("llama-3.1-8b" if device == "cuda" else "llama-tiny")
         llm = bench_llm(shape, args, device, dtype)
@@ -179,7 +216,8 @@ def bench(args: argparse.Namespace) -> dict:
             row["llm_over_guard"] = round(llm["batch1_ms"] / row["batch1_ms"], 1)
             print(f"ratio LLM guard / {name}: {row['llm_over_guard']}x (batch 1)")
         results[f"llm-guard {shape}"] = llm
-    return {"device": device, "dtype": str(dtype).removeprefix("torch."), "length": args.length,
+    return {"device": device, "dtype": str(dtype).removeprefix("torch."),
+            "length": args.length[0] if len(args.length) == 1 else args.length,
             "threads": torch.get_num_threads(), "results": results}
 
 
