@@ -119,3 +119,21 @@ def test_hub_resplit_ignores_hub_split_names(monkeypatch, write_yaml, tmp_path: 
     stats, out = prepare(write_yaml, entry, tmp_path, validation=0.2, test=0.2)
     assert stats["splits"] == {"test": 2, "train": 6, "validation": 2}
     assert stats["provenance"]["hub_id"] == "org/ds" and stats["provenance"]["resplit"] is True
+
+
+def test_max_rows_caps_a_source_keeping_label_shares(write_yaml, local_source, tmp_path: Path) -> None:
+    """A large source is capped at its share of a class (registry max_rows): label proportions kept,
+    the same rows for the same seed, other rows for another seed, the cut counted."""
+    lines = "prompt,label\n" + "".join(f"unsafe request number {i},unsafe\n" for i in range(60)) \
+        + "".join(f"benign question number {i},safe\n" for i in range(40))
+    stats, out = prepare(write_yaml, local_source(lines, max_rows=10), tmp_path, validation=0.0, test=0.0)
+    df = pd.read_parquet(out)
+    assert len(df) == 10 and df["label"].value_counts().to_dict() == {1: 6, 0: 4}
+    assert stats["dropped"]["max_rows"] == 90 and stats["rows_kept"] == 10
+    again = pd.read_parquet(prepare(write_yaml, local_source(lines, max_rows=10), tmp_path, validation=0.0, test=0.0)[1])
+    assert again["id"].tolist() == df["id"].tolist()
+    other = pd.read_parquet(prepare(write_yaml, local_source(lines, max_rows=10), tmp_path, validation=0.0, test=0.0,
+                                    seed=7)[1])
+    assert other["id"].tolist() != df["id"].tolist()
+    kept = prepare(write_yaml, local_source(lines, max_rows=500), tmp_path, validation=0.0, test=0.0)[0]
+    assert kept["rows_kept"] == 100 and kept["dropped"]["max_rows"] == 0

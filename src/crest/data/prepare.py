@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from pathlib import Path
@@ -126,6 +127,9 @@ def prepare_source(source: Source, out: str | Path, *, cache_dir: str | Path, va
     dropped.update(skipped)
     if df.empty:
         raise ValueError(f"source {source.id!r}: no rows left after cleaning ({n_rows} read)")
+    if source.spec.get("max_rows"):
+        df, over = cap_rows(df, source.spec["max_rows"], seed)
+        dropped["max_rows"] = over
     try:
         df = assign_splits(df, validation, test, seed)
     except ValueError as e:
@@ -139,6 +143,21 @@ def prepare_source(source: Source, out: str | Path, *, cache_dir: str | Path, va
     write_json(stats, stats_path(out))
     log.info("%s: %d rows kept of %d (dropped %s)", source.id, len(df), n_rows, dict(dropped))
     return stats
+
+
+def cap_rows(df: pd.DataFrame, max_rows: int, seed: int) -> tuple[pd.DataFrame, int]:
+    """At most `max_rows` rows, each label's share kept (largest remainder), the rows of lowest
+    seeded hash of their id first; the kept rows stay in source order. Returns (rows, dropped)."""
+    if len(df) <= max_rows:
+        return df, 0
+    counts = df["label"].value_counts().sort_index()
+    quota = counts / len(df) * max_rows
+    take = quota.astype(int)
+    for label in (quota - take).sort_values(ascending=False).index[: max_rows - int(take.sum())]:
+        take[label] += 1
+    rank = df["id"].map(lambda i: hashlib.sha1(f"{seed}:{i}".encode("utf-8")).hexdigest())
+    keep = pd.concat([rank[df["label"] == label].sort_values().head(int(n)) for label, n in take.items()]).index
+    return df.loc[sorted(keep)].reset_index(drop=True), len(df) - len(keep)
 
 
 PARALLEL_LOADERS = {"cldr"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections import Counter
 from pathlib import PurePosixPath
 from typing import Any
@@ -135,12 +136,13 @@ def _id(record: dict[str, Any], fields: str | list[str], where: str, digest: boo
 
 def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Counter]:
     """Rows with id, text, label, lang, category, split (None where the source has no split),
-    and how many records `where` and `exclude` left out. A row id is `{id_prefix}-{id_field}`
+    and how many records `where`, `exclude` and `text_pattern` left out. A row id is `{id_prefix}-{id_field}`
     (`id_prefix` defaults to the source id): sources that are columns of one parallel file
     (MultiJail's languages) name one prefix, so a prompt keeps its id in every language and a
     parallel benchmark can intersect ids across languages; ids stay unique within a language."""
     spec = source.spec
     skipped: Counter = Counter(not_where=0, excluded=0)
+    pattern = re.compile(spec["text_pattern"]) if "text_pattern" in spec else None
     several = len({r.get(MEMBER) for r in records}) > 1
     rows: list[dict[str, Any]] = []
     for n, record in enumerate(records, 1):
@@ -166,7 +168,11 @@ def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list
                 text = _text(record, column, where, spec.get("text_until"))
                 rows.append({"id": f"{base_id}-{column}", "text": text, "label": int(label), **common})
         else:
-            rows.append({"id": base_id, "text": _text(record, spec["text"], where, spec.get("text_until")),
+            text = _text(record, spec["text"], where, spec.get("text_until"))
+            if pattern is not None and not pattern.search(text.strip()):
+                skipped["not_text_pattern"] += 1
+                continue
+            rows.append({"id": base_id, "text": text,
                          "label": _label(record, spec["label"], where), **common,
                          **{turn: _text(record, field, where) for turn, field in spec.get("conversation", {}).items()}})
     return rows, skipped

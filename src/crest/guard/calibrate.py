@@ -45,11 +45,23 @@ def calibrate_threshold(probs: np.ndarray, labels: np.ndarray, *, target_recall:
         target = {"target_fpr": target_fpr}
     flagged = probs >= threshold
     tp = int((flagged & (labels == 1)).sum())
-    return {"threshold": threshold, **target,
-            "recall": tp / pos.size if pos.size else None,
-            "fpr": int((flagged & (labels == 0)).sum()) / neg.size if neg.size else None,
+    recall = tp / pos.size if pos.size else None
+    fpr = int((flagged & (labels == 0)).sum()) / neg.size if neg.size else None
+    return {"threshold": threshold, **target, "target": target_statement(target, int(pos.size), int(neg.size)),
+            "holds": bool(recall >= target_recall) if target_recall is not None else bool(fpr <= target_fpr),
+            "flags_everything": bool(flagged.all()),
+            "recall": recall, "fpr": fpr,
             "precision": tp / int(flagged.sum()) if flagged.any() else None,
-            "n": int(probs.size), "n_unsafe": int(pos.size)}
+            "n": int(probs.size), "n_unsafe": int(pos.size), "n_safe": int(neg.size)}
+
+
+def target_statement(target: dict[str, float], n_unsafe: int, n_safe: int) -> str:
+    """What the threshold was chosen to hold, on which rows: a recall target is met on the unsafe rows
+    (the lowest false-positive rate that keeps it), an FPR target on the safe (benign) rows."""
+    if "target_recall" in target:
+        return (f"recall >= {target['target_recall']} on the {n_unsafe} unsafe rows, at the lowest false-positive "
+                f"rate on the {n_safe} safe rows")
+    return f"false-positive rate <= {target['target_fpr']} on the {n_safe} safe rows, at the highest recall"
 
 
 def save_threshold(model_dir: str | Path, result: dict[str, Any], data_note: str = "") -> None:
@@ -58,12 +70,14 @@ def save_threshold(model_dir: str | Path, result: dict[str, Any], data_note: str
     stored = load_guard_file(model_dir)
     stored.update(threshold=result["threshold"], calibration={**result, "data": data_note})
     write_json(stored, model_dir / GUARD_FILE)
-    target = (f"recall >= {result['target_recall']}" if "target_recall" in result
-              else f"false-positive rate <= {result['target_fpr']}")
+    target = result.get("target") or (f"recall >= {result['target_recall']}" if "target_recall" in result
+                                      else f"false-positive rate <= {result['target_fpr']}")
     measured = ", ".join(f"{k} {result[k]:.4f}" for k in ("recall", "fpr", "precision") if result.get(k) is not None)
-    section = (f"{CARD_START}\n## Decision threshold\n\n`{result['threshold']:.6f}`: chosen for {target} on "
+    warning = (" It flags every one of those rows: the scores do not separate the classes there, so this "
+               "threshold is the flag-everything value." if result.get("flags_everything") else "")
+    section = (f"{CARD_START}\n## Decision threshold\n\n`{result['threshold']:.6f}`: chosen for {target} of "
                f"{data_note or 'held-out data'} (n = {result['n']}, {result['n_unsafe']} unsafe); measured there: "
-               f"{measured}. `crest.guard.Guard` uses it unless given another.\n{CARD_END}\n")
+               f"{measured}.{warning} `crest.guard.Guard` uses it unless given another.\n{CARD_END}\n")
     card = model_dir / "README.md"
     text = card.read_text(encoding="utf-8") if card.is_file() else ""
     pattern = re.compile(re.escape(CARD_START) + ".*?" + re.escape(CARD_END) + "\n?", re.S)
