@@ -91,9 +91,16 @@ def test_crest_vs_controls_per_role_group_with_draws_combined(tmp_path: Path):
     table = significance_table(read_significance(tmp_path / "significance.tsv"))
     assert "nan" not in to_markdown(table)
     csv = to_csv(table)
-    assert csv.splitlines()[0] == "Group,A,B,metric,A value,B value,A - B,95% interval,p,rows,languages"
+    assert csv.splitlines()[0] == "Group,A,B,metric,A value,B value,A - B,95% interval,p,p (Holm),rows,languages"
     assert "english,crest-base,random-base,f1," in csv
     assert "(threshold 0.5)" in to_markdown(table)
+    # AUROC is tested beside F1 (threshold-free), and each row says on which languages
+    free = sig[sig["operating_point"] == "threshold_free"].set_index(["group", "benchmark"])
+    assert free.loc[("english", "all"), "metric"] == "auroc" and free.loc[("english", "all"), "diff"] > 0.3
+    assert by.loc[("all", "tr"), "langs"] == "de en gl" and by.loc[("ood_lrl", "all"), "langs"] == "gl"
+    # Holm over the table's family: never below the raw p, equal for the smallest when one test
+    assert (sig["p_holm"] >= sig["p"] - 1e-12).all()
+    assert "english,crest-base,random-base,auroc," in to_csv(significance_table(sig, "threshold_free"))
 
 
 def test_arms_table_marks_come_from_the_significance_rows():
@@ -108,11 +115,89 @@ def test_arms_table_marks_come_from_the_significance_rows():
     df = attach_roles(pd.DataFrame(rows), pd.DataFrame({"model": ["crest-base", "english-base"], "language": ["de", "de"],
                                                         "role": ["unseen_hrl", "unseen_hrl"], "family": ["crest", "english"]}))
     sig = pd.DataFrame([{"a": "crest-base", "b": "english-base", "operating_point": "default", "group": "unseen_hrl",
-                         "benchmark": "all", "diff": 0.4, "p": 0.01},
+                         "benchmark": "all", "metric": "f1", "diff": 0.4, "p": 0.01, "p_holm": 0.02, "langs": "de",
+                         "benchmarks": "tr"},
                         {"a": "crest-base", "b": "english-base", "operating_point": "calibrated", "group": "unseen_hrl",
-                         "benchmark": "all", "diff": 0.1, "p": 0.3}])
+                         "benchmark": "all", "metric": "f1", "diff": 0.1, "p": 0.3, "p_holm": 0.6, "langs": "de",
+                         "benchmarks": "tr"}])
     spec = TableSpec(id="arms", title="Arms", rows={"by": "family_model"}, columns={"named": {"HRL": {"role": "unseen_hrl"}}},
                      significance=True)
     default = to_csv(build_table(df, spec, significance=sig)).splitlines()
     assert default[1:] == ["crest-base,90.0", "english-base,50.0▼"]
     assert to_csv(build_table(df, spec, significance=sig, calibrated=True)).splitlines()[2] == "english-base,50.0"
+
+
+def test_holm_adjustment_known_values():
+    from crest.evaluate.significance import holm
+
+    adj = holm(pd.Series([0.01, 0.04, 0.03, np.nan]))
+    assert adj.iloc[:3].tolist() == pytest.approx([0.03, 0.06, 0.06]) and np.isnan(adj.iloc[3])
+
+
+def test_copies_of_a_language_of_a_parallel_benchmark_do_not_narrow_the_interval():
+    """19 languages of one parallel benchmark are the same prompts: one draw of prompt ids for all
+    of them, so 19 identical copies give exactly the interval of one (independent draws per
+    language made it about sqrt(19) ~ 4x narrower)."""
+    a, b = right_on(0.8, 30)[None], right_on(0.7, 31)[None]
+    one = paired_bootstrap([{"lang": "de", "labels": LABELS, "metric": "f1", "a": a, "b": b, "unit": "tr"}],
+                           resamples=400)
+    many = paired_bootstrap([{"lang": f"l{i}", "labels": LABELS, "metric": "f1", "a": a, "b": b, "unit": "tr"}
+                             for i in range(19)], resamples=400)
+    assert many["hi"] - many["lo"] == pytest.approx(one["hi"] - one["lo"], rel=1e-5) and many["p"] == pytest.approx(one["p"])
+    independent = paired_bootstrap([{"lang": f"l{i}", "labels": LABELS, "metric": "f1", "a": a, "b": b}
+                                    for i in range(19)], resamples=400)  # native sets: each its own draw
+    assert independent["hi"] - independent["lo"] < (one["hi"] - one["lo"]) / 2.5
+
+
+def test_draw_to_draw_spread_widens_the_interval():
+    """Seeds and random draws are a level of the bootstrap: a family whose draws disagree (F1 from
+    0.55 to 0.85) is less certain than one draw, which the old average over draws hid."""
+    a = right_on(0.9, 40)[None]
+    draws = np.vstack([right_on(share, 41 + i) for i, share in enumerate((0.5, 0.6, 0.8, 0.9, 0.7))])
+    one = paired_bootstrap([{"lang": "de", "labels": LABELS, "metric": "f1", "a": a, "b": draws[4:5]}], resamples=400)
+    family = paired_bootstrap([{"lang": "de", "labels": LABELS, "metric": "f1", "a": a, "b": draws}], resamples=400)
+    assert family["hi"] - family["lo"] > 1.3 * (one["hi"] - one["lo"])
+
+
+def test_weighted_auroc_matches_sklearn_on_a_resample():
+    from sklearn.metrics import roc_auc_score
+
+    from crest.evaluate.significance import resample_weights, weighted_auroc
+
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random((2, N)), 1)  # ties
+    w = resample_weights(N, 3, rng)
+    got = weighted_auroc(w, LABELS, scores)
+    for r in range(4):
+        idx = np.repeat(np.arange(N), w[r].astype(int))
+        for m in range(2):
+            assert got[r, m] == pytest.approx(roc_auc_score(LABELS[idx], scores[m, idx]))
+
+
+def test_a_mark_sits_only_on_a_tested_value():
+    """The test runs on crest's languages of a role (ca cs eo gl); english-base's ID LRL cell
+    averages its own (ca gl): that number was not tested, so it carries no mark, while random-base,
+    whose cell averages exactly the tested languages, keeps it. A raw p < 0.05 whose Holm-adjusted
+    p is not gives no mark."""
+    from crest.evaluate.tables import TableSpec, build_table
+
+    rows, roles = [], []
+    own = {"crest": ["ca", "cs", "eo", "gl"], "english": ["ca", "gl"], "random_0": ["ca", "cs", "eo", "gl"],
+           "all": ["ca", "cs", "eo", "gl"]}
+    for arm, langs in own.items():
+        for lang in ("ca", "cs", "eo", "gl"):
+            rows.append({"model": f"{arm}-base", "model_kind": "trained", "arm": arm, "size": "base", "seed": 0,
+                         "baseline": "", "benchmark": "tr", "title": "tr", "set": f"tr [{lang}]", "group": "multilingual",
+                         "lang": lang, "lang_groups": "", "cluster": "", "status": "ok", "reason": "", "f1": 0.7,
+                         "random_translator": False, "set_class": "mixed", "in_distribution": False})
+            roles.append({"model": f"{arm}-base", "language": lang, "role": "id_lrl" if lang in langs else "ood_lrl",
+                          "family": arm.split("_")[0]})
+    df = attach_roles(pd.DataFrame(rows), pd.DataFrame(roles))
+    test = {"a": "crest-base", "operating_point": "default", "group": "id_lrl", "benchmark": "all", "metric": "f1",
+            "diff": -0.05, "p": 0.01, "p_holm": 0.03, "langs": "ca cs eo gl", "benchmarks": "tr"}
+    sig = pd.DataFrame([{**test, "b": "english-base"}, {**test, "b": "random-base"},
+                        {**test, "b": "all-base", "p_holm": 0.2}])
+    spec = TableSpec(id="roles", title="Roles", rows={"by": "family_model"}, columns={"named": {"ID LRL": {"role": "id_lrl"}}},
+                     significance=True)
+    got = dict(line.split(",") for line in to_csv(build_table(df, spec, significance=sig)).splitlines()[1:])
+    assert got == {"crest-base": "70.0", "english-base": "70.0", "random-base": "70.0▲", "all-base": "70.0"}

@@ -241,7 +241,7 @@ def _tables(args: argparse.Namespace) -> None:
 
     df = attach_roles(read_metrics_csv(args.metrics), read_roles(args.roles))
     sig = read_significance(args.significance)
-    extra = [significance_table(sig, point) for point in ("default", "calibrated")] if sig is not None else []
+    extra = [significance_table(sig, point) for point in ("default", "calibrated", "threshold_free")] if sig is not None else []
     null = read_null_control(args.null_control)
     extra += [null_control_table(null)] if null is not None else []
     banner = None

@@ -73,8 +73,11 @@ NOTES = {
     NATIVE_MARK: "not parallel: averages languages of a native benchmark (each language its own prompts, the "
                  "same rows for every model and seed); unmarked cells average one language or the same prompts "
                  "in every language",
-    BETTER_MARK: "significantly above crest (paired bootstrap over prompts, p < 0.05; significance table)",
-    WORSE_MARK: "significantly below crest (paired bootstrap over prompts, p < 0.05; significance table)",
+    BETTER_MARK: "significantly above crest on exactly this cell's languages and benchmarks (bootstrap over "
+                 "prompts, seeds and draws; Holm-adjusted p < 0.05; significance table); a cell averaging other "
+                 "languages than the test carries no mark",
+    WORSE_MARK: "significantly below crest on exactly this cell's languages and benchmarks (bootstrap over "
+                "prompts, seeds and draws; Holm-adjusted p < 0.05; significance table)",
     MISSING: "the benchmark could not be loaded (gated or unavailable); see the reasons below",
     NOT_RUN: "not evaluated in this run",
     SEEN: "the model trained on this language: never reported as unseen for it",
@@ -288,23 +291,37 @@ def _parallel(preds: pd.DataFrame | None, rows: pd.DataFrame, value: str) -> Par
 
 
 def _sig_mark(significance: pd.DataFrame | None, col_filter: dict[str, Any], rows: pd.DataFrame,
-              calibrated: bool) -> str:
-    """▲/▼ when the cell's model (or family) differs from crest (same size) at p < 0.05 in the
-    cell's role group (`role` of the column, `english` for English benchmarks)."""
-    if significance is None or significance.empty or rows.empty:
+              calibrated: bool, value: str = "f1") -> str:
+    """▲/▼ when the cell's model (or family) differs from crest (same size) at Holm-adjusted
+    p < 0.05 in the cell's role group (`role` of the column, `english` for English benchmarks),
+    and only when the cell averages exactly what was tested: for every model of the cell, the
+    languages and benchmarks of the test's row (`langs`, `benchmarks`; the test runs on crest's
+    languages of the role, so a model whose own role languages differ gets no mark: its number
+    was not the one tested). AUROC tables take the threshold-free tests."""
+    if significance is None or significance.empty or rows.empty or "langs" not in significance:
         return ""
     group = col_filter.get("role") or ("english" if col_filter.get("group") == "english" else None)
     if not isinstance(group, str):
         return ""
     names = set(rows["model"].astype(str)) | set(rows.get("family_model", pd.Series(dtype=str)).astype(str))
-    point = "calibrated" if calibrated else "default"
+    point = "threshold_free" if value == "auroc" else "calibrated" if calibrated else "default"
     hit = significance[(significance["group"] == group) & (significance["benchmark"] == "all")
-                       & (significance["operating_point"] == point)
+                       & (significance["operating_point"] == point) & (significance["metric"] == value)
                        & significance["b"].isin(names) & significance["a"].str.startswith("crest")]
-    if hit.empty or not (hit["p"] < 0.05).any():
+    if hit.empty:
         return ""
-    diff = float(hit[hit["p"] < 0.05]["diff"].iloc[0])  # a - b: crest minus this model
-    return WORSE_MARK if diff > 0 else BETTER_MARK
+    r = hit.iloc[0]
+    p = r["p_holm"] if "p_holm" in hit and pd.notna(r["p_holm"]) else r["p"]
+    if not pd.notna(p) or p >= 0.05:
+        return ""
+    tested_langs = set(str(r["langs"]).split())
+    tested_benchmarks = set(str(r.get("benchmarks", "")).split())
+    ok = rows[(rows["status"] == "ok") & (rows["set_class"].replace("", "mixed") == "mixed")]
+    for _, part in ok.groupby("model"):
+        if set(part["lang"].astype(str)) != tested_langs or (
+                tested_benchmarks and set(part["benchmark"].astype(str)) != tested_benchmarks):
+            return ""
+    return WORSE_MARK if float(r["diff"]) > 0 else BETTER_MARK  # diff = crest minus this model
 
 
 UNSEEN_LISTS = {"unseen_hrl", "ood_lrl", "id_lrl"}
@@ -397,7 +414,7 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
             cell = compute_cell(part, spec.value, values) if not (seen and part.empty) else Cell(status="seen")
             cell.left_out += seen
             if spec.significance and cell.status == "ok":
-                cell.sig = _sig_mark(significance, cf, part, calibrated)
+                cell.sig = _sig_mark(significance, cf, part, calibrated, spec.value)
             line.append(cell)
         if spec.overflag:
             line.append(compute_cell(apply_filter(benign, rf), "fpr", fpr))
