@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -18,16 +19,33 @@ import numpy as np
 import pytest
 
 from crest.guard import Guard
-from crest.guard.serve import Limits, MicroBatcher, create_app
+from crest.guard.serve import Limits, MicroBatcher, bind_listener, create_app
 from crest.tiny import sample_texts
 
 WORDS = [w for w in sample_texts(("en", "de", "hi")) if " " not in w][:300]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def until(condition, timeout: float, what: str, step: float = 0.02) -> None:
+    """Poll `condition` until it holds; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not after {timeout} s")
+        time.sleep(step)
+
+
+def announced_url(log: Path, proc: subprocess.Popen, timeout: float = 90.0) -> str:
+    """The address `crest serve --port 0` listens on, from the line it logs once bound."""
+    found: list[str] = []
+
+    def started() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited: {log.read_text()[-2000:]}")
+        found[:] = re.findall(r"crest serve listening on (http://127\.0\.0\.1:\d+)", log.read_text())
+        return bool(found)
+
+    until(started, timeout, "crest serve announcing its port", step=0.1)
+    return found[0]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen | None = None, timeout: float = 90.0) -> None:
@@ -49,16 +67,18 @@ def random_texts(rng: random.Random, n: int) -> list[str]:
 
 
 class InProcessServer:
-    """uvicorn in a thread on a free loopback port; `stop()` is what SIGTERM does."""
+    """uvicorn in a thread on a loopback socket bound to port 0 (as `crest serve` binds: the port is the
+    one the kernel gave, never released and bound again); `stop()` is what SIGTERM does."""
 
     def __init__(self, app) -> None:
         import uvicorn
 
-        self.port = free_port()
+        self.sock = bind_listener("127.0.0.1", 0)
+        self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     timeout_graceful_shutdown=20))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> InProcessServer:
         self.thread.start()
@@ -75,13 +95,14 @@ class InProcessServer:
 
 
 @pytest.mark.slow
-def test_crest_serve_concurrent_answers_equal_guard_score(tiny_classifier: Path) -> None:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([sys.executable, "-m", "crest", "serve", "--model", str(tiny_classifier), "--port", str(port),
-                             "--device", "cpu", "--max-texts", "8", "--max-chars", "500", "--batch-window-ms", "20"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+def test_crest_serve_concurrent_answers_equal_guard_score(tiny_classifier: Path, tmp_path: Path) -> None:
+    log = tmp_path / "serve.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "crest", "serve", "--model", str(tiny_classifier), "--port", "0",
+                                 "--device", "cpu", "--max-texts", "8", "--max-chars", "500", "--batch-window-ms", "20"],
+                                stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
+        url = announced_url(log, proc)
         wait_healthy(url, proc)
         rng = random.Random(0)
         requests = [random_texts(rng, rng.randint(1, 4)) for _ in range(36)]
@@ -124,7 +145,7 @@ def test_crest_serve_concurrent_answers_equal_guard_score(tiny_classifier: Path)
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once shut down
-        assert "Application shutdown complete" in proc.stderr.read().decode()
+        assert "Application shutdown complete" in log.read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -183,9 +204,9 @@ def test_shutdown_during_a_request_still_answers_it(tiny_classifier: Path) -> No
         assert entered.wait(timeout=30)  # the request is being scored
         stopper = threading.Thread(target=server.stop)
         stopper.start()
-        time.sleep(0.3)
-        assert stopper.is_alive()  # shutdown waits for the request in flight
-        with pytest.raises(httpx.TransportError):
+        until(lambda: server.sock.fileno() == -1, 30, "uvicorn closing its listening socket")
+        assert stopper.is_alive()  # shutdown waits for the request in flight (its scoring is held)
+        with pytest.raises(httpx.ConnectError):
             httpx.get(f"{server.url}/healthz", timeout=2)  # no new connections meanwhile
     finally:
         release.set()
@@ -205,5 +226,51 @@ def test_serve_refuses_a_busy_port_in_one_line(tiny_classifier: Path, capsys) ->
         assert main(["serve", "--model", str(tiny_classifier), "--port", str(port)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"crest: error: cannot listen on 127.0.0.1:{port}: Address already in use"
-    assert main(["serve", "--model", str(tiny_classifier), "--max-texts", "0", "--port", str(free_port())]) == 2
+    assert main(["serve", "--model", str(tiny_classifier), "--max-texts", "0", "--port", "0"]) == 2
     assert "max_texts must be at least 1" in capsys.readouterr().err
+
+
+def test_a_failed_batch_fails_its_requests_not_the_server(tiny_classifier: Path) -> None:
+    """Guard.score raising: every request of that batch gets the error (HTTP 500), the worker lives on,
+    and the next batch is scored."""
+    from fastapi.testclient import TestClient
+
+    guard = Guard.from_pretrained(tiny_classifier, device="cpu")
+    score = guard.score
+
+    def failing_score(texts):
+        if any("boom" in t for t in texts):
+            raise RuntimeError("scoring failed")
+        return score(texts)
+
+    guard.score = failing_score
+    batcher = MicroBatcher(guard, Limits(batch_window_ms=500, max_batch_texts=8))
+    batcher.start()
+    try:
+        together = [batcher.submit(["hello"]), batcher.submit(["boom", "x"])]  # one batch: both fail
+        for f in together:
+            with pytest.raises(RuntimeError, match="scoring failed"):
+                f.result(timeout=30)
+        np.testing.assert_allclose(batcher.submit(["hello"]).result(timeout=30), score(["hello"]), atol=1e-6)
+    finally:
+        batcher.stop()
+    assert batcher.batches == 1 and batcher.largest_batch == 1  # only the scored batch counts
+
+    app = create_app(guard, model_id="tiny", limits=Limits(batch_window_ms=0))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/v1/classify", json={"texts": ["boom"]}).status_code == 500
+        r = client.post("/v1/classify", json={"texts": ["hello", "world"]})
+        assert r.status_code == 200 and client.get("/healthz").status_code == 200
+        np.testing.assert_allclose(r.json()["prob_unsafe"], score(["hello", "world"]), atol=1e-5)
+
+
+def test_healthz_is_503_once_the_scoring_worker_is_gone(tiny_classifier: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    app = create_app(Guard.from_pretrained(tiny_classifier, device="cpu"), model_id="tiny")
+    with TestClient(app) as client:
+        r = client.get("/healthz")
+        assert r.status_code == 200 and r.json() == {"status": "ok", "in_flight": 0}
+        app.state.batcher.stop()  # the worker thread ends: nothing would ever score a request
+        r = client.get("/healthz")
+        assert r.status_code == 503 and r.json() == {"status": "down", "in_flight": 0}

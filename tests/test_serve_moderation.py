@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -22,37 +19,12 @@ from crest.guard.languages import calibrate_languages
 from crest.guard.serve import Limits, create_app
 from crest.paths import REPO_ROOT
 from crest.tiny import sample_texts
+from test_serve import InProcessServer
 
 WORDS = {lang: [w for w in sample_texts((lang,)) if " " not in w][:200] for lang in ("en", "de", "fr")}
 
 
-class Server:
-    """uvicorn in a thread on a free loopback port."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise AssertionError("server not healthy")
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
+Server = InProcessServer  # uvicorn in a thread on a loopback socket bound to port 0
 
 
 def texts_of(lang: str, n: int, seed: int) -> list[str]:

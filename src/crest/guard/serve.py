@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import socket
 import threading
 import time
 import uuid
@@ -305,20 +306,34 @@ def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, devic
           threshold: float | None = None, batch_size: int = 32, limits: Limits | None = None,
           model_id: str | None = None, graceful_timeout_s: float = 30.0, backend: str = "auto",
           precision: str = "auto") -> None:
-    """Load the guard (strictly, as `Guard.from_pretrained`) and serve it until SIGINT/SIGTERM."""
-    import socket
-
+    """Load the guard (strictly, as `Guard.from_pretrained`) and serve it until SIGINT/SIGTERM.
+    Port 0 takes a free port; the log line "crest serve listening on http://HOST:PORT" names it."""
     import uvicorn
 
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:  # fail before loading
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as e:
-            raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    guard = load_guard(model, backend=backend, precision=precision, device=device, threshold=threshold,
-                       batch_size=batch_size)
-    local = Path(model).expanduser()
-    app = create_app(guard, model_id=model_id or str(model), model_dir=local if local.is_dir() else None,
-                     limits=limits)
-    uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=graceful_timeout_s)
+    sock = bind_listener(host, port)  # before loading: a busy port fails at once
+    with sock:
+        guard = load_guard(model, backend=backend, precision=precision, device=device, threshold=threshold,
+                           batch_size=batch_size)
+        local = Path(model).expanduser()
+        app = create_app(guard, model_id=model_id or str(model), model_dir=local if local.is_dir() else None,
+                         limits=limits)
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info",
+                                               timeout_graceful_shutdown=graceful_timeout_s))
+        address = f"[{host}]" if ":" in host else host  # uvicorn names no port for sockets given to it
+        logging.getLogger("uvicorn.error").info("crest serve listening on http://%s:%d", address, sock.getsockname()[1])
+        server.run(sockets=[sock])  # the socket bound above, never closed and bound again (no race)
+    if not server.started:  # as uvicorn.run: the app's startup failed (uvicorn logged why)
+        raise SystemExit(3)
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (0: a free port) for uvicorn to listen on, with the options
+    uvicorn sets itself; a busy or unusable address is an OSError of one line."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    return sock
