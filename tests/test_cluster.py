@@ -76,10 +76,19 @@ def test_k_selection_finds_the_planted_k() -> None:
 
 
 def test_same_seed_same_clusters_and_other_seeds_agree() -> None:
-    X = preprocess(planted(spread=0.8, seed=3)[0])
-    a, _ = fit_labels(X, "kmeans", k=5, seed=7, n_init=3)
-    b, _ = fit_labels(X, "kmeans", k=5, seed=7, n_init=3)
+    """One seed, one answer; on separated groups every other seed finds the same partition; and the
+    seed reaches k-means (on noisy means with a single init, seeds do give different partitions)."""
+    noisy = preprocess(planted(spread=0.8, seed=3)[0])
+    a, _ = fit_labels(noisy, "kmeans", k=5, seed=7, n_init=3)
+    b, _ = fit_labels(noisy, "kmeans", k=5, seed=7, n_init=3)
     assert a.tolist() == b.tolist()
+    separated = preprocess(planted()[0])
+    ref, _ = fit_labels(separated, "kmeans", k=4, seed=0, n_init=3)
+    assert same_partition(ref, TRUTH)
+    for seed in range(1, 6):
+        assert same_partition(fit_labels(separated, "kmeans", k=4, seed=seed, n_init=3)[0], ref), seed
+    single_init = {tuple(fit_labels(noisy, "kmeans", k=5, seed=seed, n_init=1)[0]) for seed in range(10)}
+    assert len(single_init) > 1
 
 
 def test_errors_for_impossible_requests() -> None:

@@ -286,7 +286,7 @@ def test_demo_backend_config_checks() -> None:
         load_config(bad)
     bad = _demo()
     bad["translate"]["routes"]["pt"] = ["en", "gl", "pt"]
-    with pytest.raises(ConfigError, match="translate.routes.pt: no Apertium mode for en->gl|gl->pt"):
+    with pytest.raises(ConfigError, match=r"translate\.routes\.pt: no Apertium mode for gl->pt in "):  # en->gl exists
         load_config(bad)
     bad = _demo(languages=["es", "sw"])
     bad["translate"]["backends"] = {"es": "apertium", "sw": "gloss"}
