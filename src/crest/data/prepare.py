@@ -66,7 +66,8 @@ def _load_local(source: Source) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     spec = source.loader
     path = resolve(spec["path"])
     if not path.is_file():
-        raise SourceUnavailable(f"source {source.id!r}: local file {path} not found ({source.origin})")
+        raise ConfigError(f"source {source.id!r}: local file {path} not found ({source.origin}): a wrong path in the "
+                          f"registry entry, not an access refusal")
     records = parse_records(path.read_bytes(), spec["format"], str(path), source.spec["records"])
     return [{**r, ORIGIN: f"file:{display_path(path)}"} for r in records], {"path": display_path(path)}
 

@@ -23,7 +23,7 @@ CAL_METRICS = [f"{m}_cal" for m in POINT_METRICS]
 COLUMNS = ["model", "model_kind", "arm", "size", "seed", "baseline", "benchmark", "title", "set", "group", "lang",
            "lang_groups", "cluster", "status", "reason", "n", "n_unsafe", "n_safe", *METRICS, "f1_lo", "f1_hi",
            "threshold", "best_threshold", "best_f1", "set_translator_is_random", "model_translator_is_random",
-           "random_translator", "translation_backend", "in_distribution", "parallel", "set_class", "threshold_cal",
+           "random_translator", "translation_backend", "in_distribution", "parallel", "note", "set_class", "threshold_cal",
            "threshold_cal_source", *CAL_METRICS, "model_revision", "metrics_path"]
 
 
@@ -79,7 +79,8 @@ def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters:
             "model_translator_is_random": bool(model.get("translator_is_random")),
             "translation_backend": r.get("translation_backend") or "",
             "in_distribution": bool(r.get("in_distribution")),
-            "parallel": bool(r.get("parallel", r.get("kind", "corpus") == "corpus")), "set_class": set_class(r.get("n_unsafe"), r.get("n_safe")),
+            "parallel": bool(r.get("parallel", r.get("kind", "corpus") == "corpus")), "note": r.get("note") or "",
+            "set_class": set_class(r.get("n_unsafe"), r.get("n_safe")),
             "model_revision": model.get("revision"),  # hub commit of the baseline, or of a trained model's encoder
             "metrics_path": str(path),
         }
@@ -98,9 +99,9 @@ def write_metrics_csv(df: pd.DataFrame, out: str | Path) -> None:
 
 def read_metrics_csv(path: str | Path) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"seed": "Int64", "lang_groups": str, "cluster": str, "arm": str, "size": str,
-                                  "baseline": str, "reason": str, "lang": str, "translation_backend": str,
+                                  "baseline": str, "reason": str, "lang": str, "translation_backend": str, "note": str,
                                   "set_class": str, "threshold_cal_source": str})
-    for col in ("lang_groups", "cluster", "reason", "translation_backend", "set_class", "threshold_cal_source"):
+    for col in ("lang_groups", "cluster", "reason", "translation_backend", "set_class", "threshold_cal_source", "note"):
         if col not in df:
             df[col] = ""
         df[col] = df[col].fillna("")

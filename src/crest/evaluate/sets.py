@@ -21,6 +21,7 @@ import pandas as pd
 
 from crest.evaluate.aggregate import parallel_languages
 from crest.io import write_json, write_parquet, write_text
+from crest.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,30 @@ def stats_path(parquet: str | Path) -> Path:
     return parquet.with_name(parquet.name.removesuffix(".parquet") + ".stats.json")
 
 
+NOT_FOUND = {"RepositoryNotFoundError", "RevisionNotFoundError", "EntryNotFoundError", "DatasetNotFoundError",
+             "FileNotFoundError", "NotADirectoryError", "IsADirectoryError"}
+
+
+def access_refused(error: BaseException) -> bool:
+    """Whether a failure to load a source is a refusal of access (offline, gated, no token, the
+    network, a repo the mirror does not hold) rather than a wrong hub id, revision or path, which
+    must fail its job: a typo is not a gated dataset. The hub answers a wrong id with
+    RepositoryNotFoundError (datasets: DatasetNotFoundError; so does a private repo without a
+    token: also a fix in the config), and a gated one with GatedRepoError (a subclass, checked
+    first) or, through datasets, a DatasetNotFoundError saying "is a gated dataset"."""
+    names = {c.__name__ for c in type(error).__mro__}
+    if names & {"SourceUnavailable", "MirrorMissing", "GatedRepoError", "OfflineModeIsEnabled"}:
+        return True
+    if names & NOT_FOUND:  # the hub's 404 text mentions gated repos too: only datasets' own gated message counts
+        return "is a gated dataset" in str(error).lower()
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return status is None or status in (401, 403, 429) or status >= 500
+
+
 def prepare_optional(source, out: str | Path, *, cache_dir: str | Path, validation: float, test: float,
                      seed: int, offline: bool) -> dict[str, Any]:
-    """Prepare a source like the data stage does; if it cannot be reached (gated, offline, not
-    found, network: `crest.data.prepare.ACCESS_ERRORS`), write an empty parquet and stats with
+    """Prepare a source like the data stage does; if access is refused (gated, offline, network:
+    `access_refused`), write an empty parquet and stats with
     status `missing` and the reason instead of failing. An error in the source's entry (a field the
     records lack, an unmapped label or language value) is raised: a broken entry must fail its job,
     naming source, field and value, not hide as a gated dataset."""
@@ -63,6 +84,9 @@ def prepare_optional(source, out: str | Path, *, cache_dir: str | Path, validati
         stats = prepare_source(source, out, cache_dir=cache_dir, validation=validation, test=test, seed=seed,
                                offline=offline)
     except ACCESS_ERRORS as e:
+        if not access_refused(e):
+            raise ConfigError(f"source {source.id!r} ({source.origin}): {type(e).__name__}: {e}: a wrong hub id, "
+                              f"revision or path in its registry entry (only a refused access makes it missing)") from e
         reason = f"{type(e).__name__}: {e}".strip()
         log.warning("source %s could not be reached; its benchmark will be marked missing: %s\n%s",
                     source.id, reason, traceback.format_exc())
@@ -220,7 +244,7 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
                             "title": spec.get("title", benchmark), "split": spec.get("split"),
                             "inputs": list(map(str, inputs)), "translator_is_random": False, "filters": [],
                             "in_distribution": bool(contamination.get("in_distribution", False)),
-                            "parallel": parallel_languages(kind, spec)}
+                            "parallel": parallel_languages(kind, spec), "note": spec.get("note")}
     df, status, reason = pd.DataFrame(columns=SET_COLUMNS), OK, None
     if kind == "sources":
         frames = []

@@ -328,7 +328,7 @@ UNSEEN_LISTS = {"unseen_hrl", "ood_lrl", "id_lrl"}
 
 
 def _table_columns(value: str) -> set[str]:
-    return {*FIELDS, "lang_groups", "status", "reason", "seed", "random_translator", "threshold", "threshold_cal", "parallel",
+    return {*FIELDS, "lang_groups", "status", "reason", "seed", "random_translator", "threshold", "threshold_cal", "parallel", "note",
             value, f"{value}_cal", "fpr", "fpr_cal", "n_unsafe", "n_safe"}
 
 
@@ -431,6 +431,9 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
                 row.append(Cell(status="not_run" if "not_run" in (a.status, b.status) else a.status if a.status != "ok" else b.status))
         col_labels.append(spec.diff["label"])
     notes = parallel_notes(parallel) if parallel is not None else []
+    if "note" in sub:
+        notes += list(dict.fromkeys(f"{t}: {n}" for t, n in zip(sub["title"].astype(str), sub["note"].fillna("").astype(str))
+                                    if n))
     if parallel is None and not sub.empty:
         notes.append("no per-row predictions: each set's own rows (not intersected across languages)")
     table = Table(spec, [label for label, _ in rows], col_labels, cells, notes,
