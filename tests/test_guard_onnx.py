@@ -198,6 +198,8 @@ def test_cli_export_then_classify(trained_guard: Path, gate_rows: Path, tmp_path
 
 def test_load_guard_backends(exported, trained_guard: Path) -> None:
     out, _ = exported
+    with pytest.raises(ValueError, match="already an ONNX export"):
+        export_onnx(out, out.parent / "again", ["a", "b"], np.array([0, 1]))
     assert isinstance(load_guard(out, device="cpu"), OnnxGuard)
     assert load_guard(out, precision="fp32", device="cpu").file.name == ONNX_FILES["fp32"]
     assert not isinstance(load_guard(trained_guard, device="cpu"), OnnxGuard)

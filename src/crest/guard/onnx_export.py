@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from crest.guard.model import GUARD_FILE, Guard, load_guard_file
-from crest.guard.onnx_guard import GATE_FILE, ONNX_FILES, OnnxGuard
+from crest.guard.onnx_guard import GATE_FILE, ONNX_FILES, OnnxGuard, is_onnx_export
 from crest.io import write_json, write_text
 
 OPSET = 17
@@ -157,6 +157,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, texts: list[str], la
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.resolve() == model_dir.resolve():
         raise ValueError(f"--out {out_dir}: is the model directory; export to a new directory")
+    if is_onnx_export(model_dir):
+        raise ValueError(f"{model_dir}: already an ONNX export; export from the PyTorch model directory")
     torch_guard = Guard.from_pretrained(model_dir, device="cpu", batch_size=batch_size)
     reference = torch_guard.score(texts).astype(np.float64)
     thresholds, origin = torch_guard.thresholds(len(texts), langs)
