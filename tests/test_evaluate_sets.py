@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -150,7 +151,10 @@ def test_scoring_writes_predictions_and_metrics_and_marks_missing_sets(tmp_path:
     assert len(calls) == 1
     preds = pd.read_parquet(outs[0])
     assert list(preds.columns[:3]) == ["id", "prob_unsafe", "label"] and len(preds) == 12
-    assert preds["prob_unsafe"].between(0, 1).all()
+    scored = pd.read_parquet(tmp_path / "sets/b/en.parquet").set_index("id").loc[preds["id"]]
+    assert preds["label"].tolist() == scored["label"].tolist()
+    np.testing.assert_allclose(preds["prob_unsafe"], Guard.from_pretrained(model_dir, device="cpu").score(
+        scored["text"].tolist()), atol=1e-6)  # each row's own score, in its row
     ok = json.loads(metrics_path(outs[0]).read_text())
     assert ok["status"] == "ok" and ok["n"] == 12 and ok["f1_ci"]["resamples"] == 50 and ok["sweep"]
     assert ok["model"]["translator_is_random"] is True

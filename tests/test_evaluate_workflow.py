@@ -3,6 +3,7 @@ run end to end (sets, a missing gated benchmark, scoring, tables, figures, QC, t
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 from pathlib import Path
@@ -92,4 +93,9 @@ def test_rules_run_end_to_end_with_a_missing_benchmark(tmp_path: Path):
     report = subprocess.run([*base, "--report", str(tmp_path / "report.html")], cwd=tmp_path, capture_output=True,
                             text=True, timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
-    assert (tmp_path / "report.html").stat().st_size > 100_000
+    html = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert all(c in html for c in ("1. Tables", "2. Figures", "3. QC and provenance"))
+    for out in ("tables/english.csv", "tables/codeswitch_cultural.csv", "figures/f1_by_language.png",
+                "figures/pr_curves.png", "qc/eval_sets.csv"):  # this run's own files, byte for byte
+        data = base64.b64encode((paper / out).read_bytes()).decode()
+        assert f";filename={Path(out).name};base64,{data}" in html, out

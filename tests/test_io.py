@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
 def test_atomic_write_creates_parent_dirs(tmp_path: Path) -> None:
     out = tmp_path / "a" / "b" / "x.json"
     write_json([1, 2], out)
-    assert out.is_file()
+    assert json.loads(out.read_text(encoding="utf-8")) == [1, 2]
+    assert [p.relative_to(tmp_path).as_posix() for p in sorted(tmp_path.rglob("*"))] == ["a", "a/b", "a/b/x.json"]
 
 
 def test_atomic_writes_get_the_umask_mode_not_mkstemps_0600(tmp_path: Path) -> None:
