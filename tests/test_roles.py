@@ -62,3 +62,20 @@ def test_anchor_method_clusters_and_nearest_language(tmp_path: Path, monkeypatch
     write_roles(df, tmp_path / "roles.tsv")
     back = read_roles(tmp_path / "roles.tsv")
     assert list(back["role"]) == list(df["role"])
+
+
+def test_named_lists_win_over_the_tier_rule():
+    """Thai is high-resource in CC-100 (languages.tsv) but on the paper's OOD list: OOD for every
+    model that did not train on it, seen for one that did; tiers come from languages.tsv."""
+    from crest.evaluate.roles import named_list_args
+
+    assert TIERS["th"] == "high" and TIERS["hi"] == "mid" and TIERS["kn"] == "low"
+    arms = [{"arm": "crest", "languages": ["en", "hi"], "family": "crest", "anchor_methods": []},
+            {"arm": "thai", "languages": ["th"], "family": "thai", "anchor_methods": []}]
+    clusters = {"kmeans": {"th": "1", "hi": "1", "fr": "0", "en": "0"}}
+    plain = language_roles(arms, clusters, TIERS, ["th", "fr"])
+    assert roles_of(plain, "crest") == {"th": "unseen_hrl", "fr": "unseen_hrl"}  # the tier rule alone
+    named = language_roles(arms, clusters, TIERS, ["th", "fr"], named={"ood_lrl": ["th"], "unseen_hrl": ["fr"]})
+    assert roles_of(named, "crest") == {"th": "ood_lrl", "fr": "unseen_hrl"}
+    assert roles_of(named, "thai")["th"] == "seen"
+    assert named_list_args({"ood_lrl": ["th", "gl"], "train": ["en"]}) == "--ood-lrl th gl"

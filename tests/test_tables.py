@@ -260,3 +260,36 @@ def test_table_figure_and_qc_rules_declare_what_they_read():
                              ("eval_significance", "paper_tables"), ("eval_summary", "eval_significance"),
                              ("train_dataset", "eval_roles"), ("cluster_method", "eval_roles"), ("embed", "eval_roles")]:
         assert (producer, reader) in edges, (producer, reader)
+
+
+def test_unseen_only_tables_drop_trained_languages_and_name_each_models_language_map():
+    """Transfer and ID-vs-OOD tables never count a language the model trained on (the transfer_hi
+    model's Hindi leaves its cluster's cell), and a table by role says which map each model's
+    roles come from (the typology arm's own)."""
+    import pandas as pd
+
+    from crest.evaluate.roles import attach_roles
+
+    rows = []
+    for arm, lang, f1 in (("transfer_hi", "hi", 0.9), ("transfer_hi", "mr", 0.5), ("typology", "hi", 0.7),
+                          ("typology", "mr", 0.7)):
+        rows.append({"model": f"{arm}-base", "model_kind": "trained", "arm": arm, "size": "base", "seed": 0, "baseline": "",
+                     "benchmark": "tr", "title": "tr", "set": f"tr [{lang}]", "group": "multilingual", "lang": lang,
+                     "lang_groups": "", "cluster": "1", "status": "ok", "reason": "", "f1": f1, "random_translator": False,
+                     "set_class": "mixed", "in_distribution": False})
+    roles = pd.DataFrame([{"model": "transfer_hi-base", "language": "hi", "role": "seen", "family": "transfer_hi",
+                           "cluster_method": "kmeans"},
+                          {"model": "transfer_hi-base", "language": "mr", "role": "id_lrl", "family": "transfer_hi",
+                           "cluster_method": "kmeans"},
+                          {"model": "typology-base", "language": "hi", "role": "ood_lrl", "family": "typology",
+                           "cluster_method": "typology"},
+                          {"model": "typology-base", "language": "mr", "role": "ood_lrl", "family": "typology",
+                           "cluster_method": "typology"}])
+    df = attach_roles(pd.DataFrame(rows), roles)
+    spec = TableSpec(id="x", title="X", filter={}, rows={"by": "model"}, columns={"by": "cluster"}, unseen_only=True)
+    table = build_table(df, spec, {"model": ["transfer_hi-base", "typology-base"]})
+    assert to_csv(table).splitlines()[1:] == ["transfer_hi-base,50.0", "typology-base,70.0"]
+    assert "left out: transfer_hi-base trained on hi (not unseen for it)" in to_markdown(table)
+    by_role = build_table(df, TableSpec(id="r", title="R", filter={}, rows={"by": "family_model"},
+                                        columns={"named": {"OOD": {"role": "ood_lrl"}}}), {})
+    assert "roles (ID/OOD) from the language map of kmeans: transfer_hi-base; typology: typology-base" in to_markdown(by_role)

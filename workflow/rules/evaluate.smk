@@ -8,6 +8,7 @@
 # Included after train.smk: the models to score come from its trained_models().
 from pathlib import Path
 
+from crest.evaluate.roles import named_list_args
 from crest.evaluate.workflow import QC_TABLES, EvalPlan, shell_json
 
 EV = EvalPlan(config, RUN, globals().get("trained_models"))
@@ -235,13 +236,14 @@ if EV.sets:
             sizes=" ".join(EV.sizes),
             langs=" ".join(EV.eval_languages()),
             means=lambda wc, input: f"--means {input.means}" if input.means else "",
+            named=named_list_args(config["languages"]["groups"]),
         log:
             f"{RUN}/logs/evaluate/roles.log",
         conda:
             "../../envs/crest.yaml"
         shell:
             "crest evaluate roles --out {output} --info {input.info} --clusters {input.clusters}"
-            " {params.means} --languages {input.table} --sizes {params.sizes} --langs {params.langs}"
+            " {params.means} --languages {input.table} --sizes {params.sizes} --langs {params.langs} {params.named}"
             " > {log} 2>&1"
 
     rule paper_tables:

@@ -225,7 +225,7 @@ def _roles(args: argparse.Namespace) -> None:
     clusters = {Path(p).parent.name: read_cluster_tsv(p) for p in args.clusters}  # clusters/{method}/clusters.tsv
     df = language_roles([arm_info(p) for p in args.info], clusters, {c: lang.tier for c, lang in table.items()},
                         args.langs, means=read_means(args.means), default_method=next(iter(clusters), None),
-                        sizes=args.sizes)
+                        sizes=args.sizes, named={"unseen_hrl": args.unseen_hrl, "ood_lrl": args.ood_lrl})
     write_roles(df, args.out)
     print(f"{args.out}: {len(df)} rows; " + ", ".join(f"{r} {n}" for r, n in df["role"].value_counts().items()))
 
@@ -377,6 +377,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--languages", help="language table (tiers; default config/languages.tsv)")
     p.add_argument("--sizes", nargs="*", default=[], help="model sizes: one row per {arm}-{size}")
     p.add_argument("--langs", nargs="+", required=True, help="evaluated languages")
+    p.add_argument("--unseen-hrl", nargs="*", default=[], help="languages.groups.unseen_hrl: their role when untrained")
+    p.add_argument("--ood-lrl", nargs="*", default=[], help="languages.groups.ood_lrl: their role when untrained")
 
     p = add("tables", "paper tables (csv, md, tex) from the metrics CSV", _tables)
     p.add_argument("--metrics", required=True, type=Path)

@@ -4,7 +4,8 @@ come from), never from the config's named lists:
 
     english     the language is `en` (whatever the model trained on)
     seen        the model trained on it
-    unseen_hrl  not trained on, high-resource tier (crest.languages)
+    (a language on the config's named list unseen_hrl or ood_lrl, not trained on, takes that role)
+    unseen_hrl  not trained on, high-resource tier (crest.languages, read from languages.tsv)
     id_lrl      not trained on, not high-resource, its cluster holds one of the model's training languages
     ood_lrl     not trained on, not high-resource, no training language in its cluster (or not clustered)
 
@@ -29,6 +30,8 @@ import pandas as pd
 from crest.io import atomic_path
 
 ROLES = ("seen", "unseen_hrl", "id_lrl", "ood_lrl", "english")
+NAMED_LISTS = ("unseen_hrl", "ood_lrl")
+"""languages.groups whose members take that role when a model did not train on them."""
 COLUMNS = ["model", "arm", "family", "language", "role", "tier", "cluster", "cluster_method", "nearest_train",
            "distance"]
 
@@ -49,12 +52,23 @@ def arm_info(path: str | Path) -> dict[str, Any]:
             "anchor_methods": list(doc.get("anchors") or {})}
 
 
-def role_of(lang: str, trained: set[str], tier: str, cluster: str | None, clusters: Mapping[str, str]) -> str:
-    """One language's role for a model trained on `trained` (see the module docstring)."""
+def named_list_args(groups: Mapping[str, Sequence[str]]) -> str:
+    """`crest evaluate roles` options for the named lists of languages.groups (rule eval_roles)."""
+    return " ".join(f"--{g.replace('_', '-')} {' '.join(groups[g])}" for g in NAMED_LISTS if groups.get(g))
+
+
+def role_of(lang: str, trained: set[str], tier: str, cluster: str | None, clusters: Mapping[str, str],
+            named: Mapping[str, str] | None = None) -> str:
+    """One language's role for a model trained on `trained` (see the module docstring). `named`:
+    language -> role from the config's named lists (languages.groups unseen_hrl / ood_lrl), which
+    win over the tier and cluster rule where they speak (the paper calls Thai OOD although CC-100
+    makes it high-resource)."""
     if lang == "en":
         return "english"
     if lang in trained:
         return "seen"
+    if named and lang in named:
+        return named[lang]
     if tier == "high":
         return "unseen_hrl"
     if cluster is not None and any(clusters.get(t) == cluster for t in trained):
@@ -80,12 +94,16 @@ def _nearest(lang: str, trained: Sequence[str], means: Mapping[str, np.ndarray])
 
 def language_roles(arms: Sequence[dict[str, Any]], clusters: Mapping[str, Mapping[str, str]], tiers: Mapping[str, str],
                    languages: Sequence[str], means: Mapping[str, np.ndarray] | None = None,
-                   default_method: str | None = None, sizes: Sequence[str] = ()) -> pd.DataFrame:
+                   default_method: str | None = None, sizes: Sequence[str] = (),
+                   named: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """One row per (model, language). `arms`: arm_info() dicts; `clusters`: method -> {language:
     cluster}; an arm's clusters are those of its first anchor method, else `default_method` (the
     first of cluster.methods). `model` is `{arm}-{size}` per size (the tables' model label), or the
-    arm when no sizes are given: every size of an arm trained on the same data."""
+    arm when no sizes are given: every size of an arm trained on the same data. `named`: {role:
+    languages} of the config's lists (NAMED_LISTS), which win over the tier rule for an untrained
+    language."""
     means = means or {}
+    by_lang = {lang: role for role in NAMED_LISTS for lang in (named or {}).get(role, [])}
     rows = []
     for info in arms:
         method = next((m for m in info["anchor_methods"] if m in clusters), default_method)
@@ -95,7 +113,7 @@ def language_roles(arms: Sequence[dict[str, Any]], clusters: Mapping[str, Mappin
             cluster = lang_cluster.get(lang)
             nearest, dist = _nearest(lang, info["languages"], means)
             row = {"arm": info["arm"], "family": info["family"], "language": lang,
-                   "role": role_of(lang, trained, tiers.get(lang, ""), cluster, lang_cluster),
+                   "role": role_of(lang, trained, tiers.get(lang, ""), cluster, lang_cluster, by_lang),
                    "tier": tiers.get(lang, ""), "cluster": cluster, "cluster_method": method if lang_cluster else None,
                    "nearest_train": nearest, "distance": dist}
             for model in [f"{info['arm']}-{s}" for s in sizes] or [info["arm"]]:
@@ -147,5 +165,10 @@ def attach_roles(metrics: pd.DataFrame, roles: pd.DataFrame | None) -> pd.DataFr
         role = pd.Series([by_lang.get((m, c), r) for m, c, r in zip(df["model"].astype(str), code, role)], index=df.index)
         family = pd.Series([fam.get(m, f) for m, f in zip(df["model"].astype(str), family)], index=df.index)
     df["role"], df["family"] = role, family
+    if roles is not None and not roles.empty and "cluster_method" in roles:
+        method = dict(zip(roles["model"].astype(str), roles["cluster_method"].fillna("").astype(str)))
+        df["role_map"] = df["model"].astype(str).map(method).fillna("")
+    else:
+        df["role_map"] = ""
     df["family_model"] = df["model"].astype(str).where(~trained, family + "-" + df["size"].astype(str))
     return df

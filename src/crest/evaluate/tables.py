@@ -101,6 +101,7 @@ class TableSpec:
     row_header: str | None = None
     overflag: bool = False
     significance: bool = False
+    unseen_only: bool = False  # a language the model trained on leaves every cell of that model
 
 
 def _check_axis(axis: Any, where: str) -> None:
@@ -328,14 +329,15 @@ UNSEEN_LISTS = {"unseen_hrl", "ood_lrl", "id_lrl"}
 
 
 def _table_columns(value: str) -> set[str]:
-    return {*FIELDS, "lang_groups", "status", "reason", "seed", "random_translator", "threshold", "threshold_cal", "parallel", "note",
+    return {*FIELDS, "lang_groups", "status", "reason", "seed", "random_translator", "threshold", "threshold_cal", "parallel", "note", "role_map",
             value, f"{value}_cal", "fpr", "fpr_cal", "n_unsafe", "n_safe"}
 
 
-def _drop_seen(rows: pd.DataFrame, flt: dict[str, Any]) -> tuple[pd.DataFrame, tuple[str, ...]]:
-    """A cell on a named list of unseen languages (languages.groups) never counts a language the
-    model trained on: those sets leave the cell, named under the table."""
-    if not UNSEEN_LISTS & set(_as_list(flt.get("lang_group", []))) or rows.empty:
+def _drop_seen(rows: pd.DataFrame, flt: dict[str, Any], always: bool = False) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """A cell on a named list of unseen languages (languages.groups), or any cell of a table with
+    `unseen_only` (transfer, ID vs OOD), never counts a language the model trained on: those sets
+    leave the cell, named under the table."""
+    if not (always or UNSEEN_LISTS & set(_as_list(flt.get("lang_group", [])))) or rows.empty:
         return rows, ()
     seen = rows["role"] == "seen"
     pairs = sorted({f"{m} trained on {lang}" for m, lang in zip(rows[seen]["model"], rows[seen]["lang"])})
@@ -359,6 +361,25 @@ def parallel_notes(parallel: Parallel) -> list[str]:
                      f"{len(langs)} language{'s' if len(langs) > 1 else ''}, the same for every model and seed)"
                      + (f", {dropped} ids left out (not scored for every model and seed)" if dropped else ""))
     return notes
+
+
+def _uses_roles(spec: TableSpec) -> bool:
+    filters = [spec.filter, *spec.rows.get("named", {}).values(), *spec.columns.get("named", {}).values()]
+    return "role" in (spec.rows.get("by"), spec.columns.get("by")) or any("role" in f for f in filters)
+
+
+def role_map_notes(spec: TableSpec, sub: pd.DataFrame) -> list[str]:
+    """Which language map each model's roles come from (the typology arm's from the typology map,
+    the others from the first cluster method): a caption fact, since ID/OOD differ by map."""
+    if not _uses_roles(spec) or "role_map" not in sub or sub.empty:
+        return []
+    trained = sub[sub["role_map"].fillna("").astype(str) != ""]
+    by_map: dict[str, list[str]] = {}
+    for model, method in dict(zip(trained["family_model"].astype(str), trained["role_map"].astype(str))).items():
+        by_map.setdefault(method, []).append(model)
+    if not by_map:
+        return []
+    return ["roles (ID/OOD) from the language map of " + "; ".join(f"{m}: {', '.join(ms)}" for m, ms in by_map.items())]
 
 
 def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None = None, *,
@@ -410,7 +431,7 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
         line = []
         for _, cf in cols:
             part = apply_filter(apply_filter(sub, rf), cf)
-            part, seen = _drop_seen(part, {**spec.filter, **rf, **cf})
+            part, seen = _drop_seen(part, {**spec.filter, **rf, **cf}, spec.unseen_only)
             cell = compute_cell(part, spec.value, values) if not (seen and part.empty) else Cell(status="seen")
             cell.left_out += seen
             if spec.significance and cell.status == "ok":
@@ -431,6 +452,7 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
                 row.append(Cell(status="not_run" if "not_run" in (a.status, b.status) else a.status if a.status != "ok" else b.status))
         col_labels.append(spec.diff["label"])
     notes = parallel_notes(parallel) if parallel is not None else []
+    notes += role_map_notes(spec, sub)
     if "note" in sub:
         notes += list(dict.fromkeys(f"{t}: {n}" for t, n in zip(sub["title"].astype(str), sub["note"].fillna("").astype(str))
                                     if n))
