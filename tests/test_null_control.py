@@ -21,19 +21,40 @@ def _metrics(aurocs: dict[str, list[float]], langs=("en", "de"), n_safe: int = 2
     return pd.DataFrame(rows)
 
 
+NULL_DRAWS = [[0.40, 0.44], [0.55, 0.60], [0.50, 0.52], [0.47, 0.49], [0.52, 0.50], [0.45, 0.47], [0.53, 0.55],
+              [0.49, 0.51], [0.56, 0.52], [0.48, 0.46]]
+
+
 def test_a_null_near_half_passes_and_a_leaky_one_is_flagged() -> None:
-    shuffled = {f"shuffled_{i}": "shuffled" for i in range(3)} | {f"leaky_{i}": "leaky" for i in range(3)}
-    df = null_control(_metrics({"shuffled_0": [0.40, 0.44], "shuffled_1": [0.55, 0.60], "shuffled_2": [0.50, 0.52],
+    shuffled = {f"shuffled_{i}": "shuffled" for i in range(10)} | {f"leaky_{i}": "leaky" for i in range(3)}
+    df = null_control(_metrics({**{f"shuffled_{i}": v for i, v in enumerate(NULL_DRAWS)},
                                 "leaky_0": [0.80, 0.82], "leaky_1": [0.78, 0.83], "leaky_2": [0.85, 0.80],
                                 "crest": [0.9, 0.9]}), shuffled)
     assert set(df["family"]) == {"shuffled", "leaky"}  # a learned arm is not a null control
     pooled = df[df["lang"] == POOLED].set_index("family")
-    assert pooled.loc["shuffled", "draws"] == 3
-    assert pooled.loc["shuffled", "mean"] == pytest.approx(np.mean([0.42, 0.575, 0.51]))  # each draw's mean first
-    assert pooled.loc["shuffled", "at_chance"] and pooled.loc["shuffled", "p"] > 0.5
+    assert pooled.loc["shuffled", "draws"] == 10
+    assert pooled.loc["shuffled", "mean"] == pytest.approx(np.mean([np.mean(v) for v in NULL_DRAWS]))  # draw means first
+    assert pooled.loc["shuffled", "at_chance"] and 0.4 <= pooled.loc["shuffled", "lo"] < pooled.loc["shuffled", "hi"] <= 0.6
     assert not pooled.loc["leaky", "at_chance"] and pooled.loc["leaky", "p"] < 0.01
     de = df[(df["family"] == "shuffled") & (df["lang"] == "de")].iloc[0]
-    assert (de["min"], de["max"], de["draws"]) == (0.44, 0.60, 3) and de["band_lo"] == NULL_BAND[0]
+    assert (de["min"], de["max"], de["draws"]) == (0.44, 0.60, 10) and de["band_lo"] == NULL_BAND[0]
+    # three of those draws: a mean in the band, but the interval is too wide to say "at chance"
+    three = null_control(_metrics({f"shuffled_{i}": NULL_DRAWS[i] for i in range(3)}),
+                         {f"shuffled_{i}": "shuffled" for i in range(3)})
+    row = three[three["lang"] == POOLED].iloc[0]
+    assert 0.4 <= row["mean"] <= 0.6 and not row["at_chance"]
+
+
+def test_a_moderate_leak_over_ten_draws_is_not_at_chance() -> None:
+    """Ten draws around 0.65, or around 0.58 with a real null's spread: a mean inside the band (the
+    old rule) or a t-test with few draws let such a null pass; the equivalence interval does not."""
+    spread = np.array([-0.08, -0.06, -0.04, -0.02, 0.0, 0.0, 0.02, 0.04, 0.06, 0.08])  # sd ~0.05
+    for centre in (0.65, 0.58):
+        values = centre + spread
+        df = null_control(_metrics({f"s_{i}": [v, v] for i, v in enumerate(values)}), {f"s_{i}": "s" for i in range(10)})
+        pooled = df[df["lang"] == POOLED].iloc[0]
+        assert pooled["draws"] == 10 and pooled["hi"] > 0.6 and not pooled["at_chance"], (centre, pooled)
+    assert NULL_BAND[0] <= pooled["mean"] <= NULL_BAND[1]  # 0.58: the mean alone would have passed
 
 
 def test_single_class_sets_and_one_draw_have_no_test() -> None:
@@ -81,8 +102,9 @@ def test_arms_trained_on_shuffled_labels_score_at_chance(toy_shards, tiny_encode
     df = null_control(metrics, shuffled_arms(infos))
     pooled = df[df["lang"] == POOLED].iloc[0]
     assert pooled["family"] == "shuffled" and pooled["draws"] == 3
-    assert pooled["at_chance"], df
-    assert NULL_BAND[0] <= pooled["mean"] <= NULL_BAND[1]
+    assert NULL_BAND[0] <= pooled["mean"] <= NULL_BAND[1], df
+    # three draws cannot show chance (equivalence needs the interval inside the band): the verdict follows it
+    assert pooled["at_chance"] == (NULL_BAND[0] <= pooled["lo"] and pooled["hi"] <= NULL_BAND[1])
 
 
 def test_the_table_flags_a_leaky_null_and_is_threshold_free() -> None:
