@@ -61,10 +61,32 @@ def test_default_profile_gives_gpu_jobs_gpus_of_their_own(tmp_path: Path) -> Non
     assert all(not a[0] & b[0] for a, b in overlapping)
 
 
+def paper_targets() -> tuple[list[str], set[str]]:
+    """Outputs that reach one job of every GPU rule of the paper's DAG (a model's evaluation, its
+    training and the translate shards of its data; every baseline's evaluation; the language-map
+    embedding), and those rules. The whole DAG takes minutes to dry-run (its final jobs name ~180k
+    input files); these targets take seconds."""
+    from crest.config import load_config, run_dir
+    from crest.embed.config import embeddings_dir
+    from crest.evaluate.workflow import EvalPlan
+    from crest.train.plan import train_jobs
+
+    config = load_config(REPO_ROOT / "config/config.yaml")
+    jobs = train_jobs(config)
+    arm, size, seed = next(j for j in jobs if j[0] != "english")  # an arm trained on translated data
+    plan = EvalPlan(config, str(run_dir(config)), lambda: [{"arm": a, "size": z, "seed": s} for a, z, s in jobs])
+    baselines = [name for name, _ in plan.scored_baselines()]
+    targets = [f"{plan.model_out(arm, size, seed)}/{plan.sets[0].key}.parquet",
+               *(f"{plan.baseline_out(name)}/{plan.baseline_sets(name)[0].key}.parquet" for name in baselines),
+               f"{embeddings_dir(config, run_dir(config))}/embed.json"]
+    return targets, {"translate_shard", "embed", "train_model", "eval_model", *(f"eval_baseline_{n}" for n in baselines)}
+
+
 def test_slurm_profile_is_valid_and_every_gpu_job_runs_through_gpu_run(tmp_path: Path) -> None:
     profile = REPO_ROOT / "profiles/slurm"
-    res = subprocess.run([SNAKEMAKE, "-s", str(REPO_ROOT / "Snakefile"), "-n", "-p", "--workflow-profile", str(profile),
-                          "--configfile", str(REPO_ROOT / "config/config.yaml")],
+    targets, gpu_rules = paper_targets()
+    res = subprocess.run([SNAKEMAKE, "-s", str(REPO_ROOT / "Snakefile"), *targets, "-n", "-p",
+                          "--workflow-profile", str(profile), "--configfile", str(REPO_ROOT / "config/config.yaml")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     jobs = [job for job in parse_jobs(res.stdout + res.stderr) if job.rule != "all"]
@@ -73,8 +95,9 @@ def test_slurm_profile_is_valid_and_every_gpu_job_runs_through_gpu_run(tmp_path:
     per_rule = yaml.safe_load((profile / "config.yaml").read_text())["set-resources"]
     for rule, values in per_rule.items():
         rule_jobs = [job for job in jobs if job.rule == rule]
-        assert rule_jobs, f"profiles/slurm set-resources names {rule!r}, not a rule of the paper's DAG"
+        assert rule_jobs, f"profiles/slurm set-resources names {rule!r}: no such job under the targets"
         assert all(job.resources[k] == str(v) for job in rule_jobs for k, v in values.items())
+    assert {job.rule for job in jobs if int(job.resources.get("gpu", 0)) > 0} == gpu_rules  # each reached
     gpu_jobs = [job for job in jobs if int(job.resources.get("gpu", 0)) > 0]
     assert gpu_jobs, "the paper's DAG has no GPU job"
     for job in gpu_jobs:
