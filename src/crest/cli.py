@@ -25,6 +25,7 @@ STAGE_CLIS = (
     "crest.gpu_slots",
     "crest.estimate",
     "crest.hub_cli",
+    "crest.rehearsal.cli",
 )
 
 

@@ -86,3 +86,29 @@ def build_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, *, 
     tokenizer.save_pretrained(out_dir)
     (out_dir / "sentencepiece.bpe.vocab").unlink(missing_ok=True)
     return out_dir
+
+
+def byte_level_bpe(texts: Iterable[str], *, specials: Sequence[str], vocab_size: int = 2000,
+                   bos_token: str | None = None, eos_token: str | None = None, pad_token: str | None = None,
+                   chat_template: str | None = None, prepend_bos: bool = False):
+    """A byte-level BPE tokenizer (the kind Llama 3 and Qwen use) trained on `texts`, with `specials`
+    as special tokens; `prepend_bos` adds bos to every encoding as Llama 3's post-processor does.
+    Returns a PreTrainedTokenizerFast (save it with save_pretrained)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(list(texts), trainer)
+    if prepend_bos and bos_token:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos_token} $A", pair=f"{bos_token} $A {bos_token} $B",
+            special_tokens=[(bos_token, tok.token_to_id(bos_token))])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos_token, eos_token=eos_token,
+                                   pad_token=pad_token)
+    if chat_template:
+        fast.chat_template = chat_template
+    return fast
