@@ -235,6 +235,7 @@ def test_rule_targets_and_candidates_from_the_demo_config() -> None:
     assert set(candidates).isdisjoint(groups["unseen_hrl"] + groups["ood_lrl"]) and "th" not in candidates
 
 
+@pytest.mark.slow
 def test_umap_map_keeps_the_planted_groups_apart(tmp_path: Path) -> None:
     """The UMAP coordinates (from exact sklearn neighbours) are deterministic and keep each planted
     group closer to itself than to the others."""

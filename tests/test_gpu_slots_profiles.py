@@ -11,6 +11,7 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
+import pytest
 import yaml
 
 from crest.paths import REPO_ROOT
@@ -82,6 +83,7 @@ def paper_targets() -> tuple[list[str], set[str]]:
     return targets, {"translate_shard", "embed", "train_model", "eval_model", *(f"eval_baseline_{n}" for n in baselines)}
 
 
+@pytest.mark.slow
 def test_slurm_profile_is_valid_and_every_gpu_job_runs_through_gpu_run(tmp_path: Path) -> None:
     profile = REPO_ROOT / "profiles/slurm"
     targets, gpu_rules = paper_targets()

@@ -137,6 +137,7 @@ def crest(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess
                           cwd=REPO_ROOT, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_classify_lines_jsonl_csv(trigger_model: Path, tmp_path: Path) -> None:
     res = crest("classify", "--model", str(trigger_model), "-", stdin=f"hello there\nthe {TRIGGER} now\n".encode())
     assert res.returncode == 0, res.stderr

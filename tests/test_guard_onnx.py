@@ -167,6 +167,7 @@ def test_tolerance_is_enforced(trained_guard: Path, gate_rows: Path, tmp_path: P
         export_onnx(trained_guard, tmp_path / "x", texts[:5], np.ones(5, int))
 
 
+@pytest.mark.slow
 def test_cli_export_then_classify(trained_guard: Path, gate_rows: Path, tmp_path: Path) -> None:
     out = tmp_path / "cli-export"
     run = subprocess.run([sys.executable, "-m", "crest.cli", "guard", "export-onnx", "--model", str(trained_guard),

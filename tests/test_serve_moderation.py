@@ -80,6 +80,7 @@ def test_moderations_limits_and_errors(model_dir: Path) -> None:
         assert post({"input": "hi", "model": "anything"}).status_code == 200
 
 
+@pytest.mark.slow
 def test_per_language_thresholds_calibrated_applied_and_reported(model_dir: Path, tmp_path: Path) -> None:
     """de and fr have enough rows of both classes and get their own thresholds; en has too few
     unsafe rows and falls back to the global one; classify and serve apply and report them."""
