@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crest import hub
 from crest.rehearsal.texts import Prompts, native_words, place_names
 
 
@@ -65,8 +66,8 @@ def train_on_cldr(model_dir: str | Path, *, steps: int = 300, batch_size: int = 
     from transformers import AutoTokenizer, M2M100ForConditionalGeneration
 
     model_dir = Path(model_dir)
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = M2M100ForConditionalGeneration.from_pretrained(model_dir)
+    tok = hub.from_pretrained(AutoTokenizer, model_dir)
+    model = hub.from_pretrained(M2M100ForConditionalGeneration, model_dir)
     langs = cipher_languages()
     pairs = training_pairs(langs, steps * batch_size, seed)
     src_code = tok.convert_tokens_to_ids("eng_Latn")
