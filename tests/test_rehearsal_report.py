@@ -84,3 +84,20 @@ def test_a_benchmark_no_table_names_fails(tmp_path: Path):
     assert any(p.startswith("benchmark rtp_lx ('RTP-LX') has no row in the tables meant for it") for p in problems)
     report = build_report(paper_config(), ["all"], {"all": 1}, tmp_path / "paper", left_to_run=4)
     assert "after the run Snakemake still plans 4 jobs" in check(report)
+
+
+def test_isolation_keeps_loopback_and_nothing_else():
+    """The run's namespace: a rendezvous on localhost works (torchrun), a name outside does not resolve."""
+    import pytest
+
+    from crest.rehearsal.run import isolation_prefix
+
+    prefix = isolation_prefix()
+    if not prefix:
+        pytest.skip("this user may not create a network namespace (unshare -n)")
+    probe = ("import socket\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+             "socket.create_connection(s.getsockname(), timeout=5).close()\n"
+             "try:\n    socket.getaddrinfo('pypi.org', 443)\nexcept OSError:\n    print('isolated')\n")
+    done = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "isolated"

@@ -79,12 +79,18 @@ def _capture(cmd: list[str]) -> str:
     return done.stdout + done.stderr
 
 
+LOOPBACK_UP = 'ip link set lo up && exec "$0" "$@"'
+
+
 def isolation_prefix() -> list[str]:
-    """`unshare -n` (no network at all, not even a DNS lookup) when this user may create a network
-    namespace; else nothing, and the run relies on HF_HUB_OFFLINE alone (said in rehearsal.json)."""
-    unshare = shutil.which("unshare")
-    if unshare and subprocess.run([unshare, "-n", "true"], capture_output=True).returncode == 0:
-        return [unshare, "-n"]
+    """A network namespace of the run's own (`unshare -n`) with only loopback up: nothing outside the
+    machine answers, not even a DNS lookup, while torchrun's rendezvous on localhost still works
+    (every training job of the paper config starts under torchrun). Nothing when this user may not
+    make one: the run then relies on HF_HUB_OFFLINE alone (rehearsal.json says which)."""
+    unshare, ip = shutil.which("unshare"), shutil.which("ip")
+    prefix = [unshare, "-n", "sh", "-c", LOOPBACK_UP] if unshare and ip else []
+    if prefix and subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+        return prefix
     return []
 
 
