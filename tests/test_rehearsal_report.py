@@ -101,3 +101,13 @@ def test_isolation_keeps_loopback_and_nothing_else():
     done = subprocess.run([*prefix, sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "isolated"
+
+
+def test_rules_listed_without_the_dag_builds_warnings(tmp_path: Path, monkeypatch):
+    """--list-rules of a config whose DAG build warns (unpinned hub repos) lists rules, not the warning."""
+    import crest.rehearsal.run as run
+
+    (tmp_path / "Snakefile").write_text(SNAKEFILE.replace("rule all:", 'import sys\nprint("WARNING: 3 repos are unpinned; run crest hub lock", file=sys.stderr)\nrule all:', 1))
+    monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
+    monkeypatch.setattr(run, "_snakemake", lambda files, *args: [str(Path(sys.executable).with_name("snakemake")), *args])
+    assert run.list_rules([]) == ["a", "all", "b", "never"]

@@ -72,11 +72,18 @@ def _snakemake(configfiles: list[Path], *args: str) -> list[str]:
     return [str(exe if exe.exists() else "snakemake"), "--configfile", *map(str, configfiles), *args]
 
 
-def _capture(cmd: list[str]) -> str:
+def _capture(cmd: list[str], stderr: bool = True) -> str:
+    """A Snakemake command's output; `stderr=False` for listings (the DAG build's warnings go there)."""
     done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True)
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{done.stderr[-3000:]}")
-    return done.stdout + done.stderr
+    return done.stdout + (done.stderr if stderr else "")
+
+
+def list_rules(configfiles: list[Path]) -> list[str]:
+    """The rules of the DAG (`snakemake --list-rules`), one identifier a line."""
+    out = _capture(_snakemake(configfiles, "--list-rules"), stderr=False)
+    return [line.strip() for line in out.splitlines() if re.fullmatch(r"\w+", line.strip())]
 
 
 LOOPBACK_UP = 'ip link set lo up && exec "$0" "$@"'
@@ -110,7 +117,7 @@ def rehearse(configfiles: list[Path], cores: str = "all", gpus: int = 2, build: 
 
         build_mirror(config, resolve(mirror))
     t_mirror = time.monotonic() - t0
-    rules = _capture(_snakemake(configfiles, "--list-rules")).split()
+    rules = list_rules(configfiles)
     planned = job_stats(_capture(_snakemake(configfiles, "-n", "--forceall", "--quiet", "rules")))
     prefix = isolation_prefix() if isolate else []
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
