@@ -111,3 +111,29 @@ def test_rules_listed_without_the_dag_builds_warnings(tmp_path: Path, monkeypatc
     monkeypatch.setattr(run, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(run, "_snakemake", lambda files, *args: [str(Path(sys.executable).with_name("snakemake")), *args])
     assert run.list_rules([]) == ["a", "all", "b", "never"]
+
+
+def test_a_caught_network_attempt_in_a_job_log_fails_the_rehearsal(tmp_path: Path):
+    """A job that tries the hub and catches the refusal exits 0; its log still shows the attempt, and
+    the rehearsal fails on it (the real refusal text of the isolated namespace, or of the offline switch)."""
+    import pytest
+
+    from crest.rehearsal.report import network_attempts
+    from crest.rehearsal.run import isolation_prefix
+
+    logs = tmp_path / "logs"
+    (logs / "train").mkdir(parents=True)
+    (logs / "train" / "ok.log").write_text("INFO loaded xlm-roberta-base from the mirror\n")
+    assert network_attempts(logs) == []
+    prefix = isolation_prefix()
+    if not prefix:
+        pytest.skip("this user may not create a network namespace (unshare -n)")
+    probe = ("import socket, sys\ntry:\n    socket.create_connection(('huggingface.co', 443), timeout=5)\n"
+             "except OSError as e:\n    print(f'WARNING could not fetch, going on: {e}')\n")
+    with (logs / "train" / "job.log").open("w") as f:
+        done = subprocess.run([*prefix, sys.executable, "-c", probe], stdout=f, stderr=subprocess.STDOUT, timeout=60)
+    assert done.returncode == 0
+    found = network_attempts(logs)
+    assert len(found) == 1 and found[0].startswith("train/job.log:1: WARNING could not fetch"), found
+    report = build_report({}, ["all"], {}, tmp_path / "paper", network_attempts=found)
+    assert any("attempts to reach the network" in p for p in check(report))

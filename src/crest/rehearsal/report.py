@@ -32,6 +32,14 @@ HOME_TABLES = {"english": ("english",), "multilingual": ("multilingual_by_benchm
 
 JOB_STATS = re.compile(r"^Job stats:\s*$")
 
+# What a job's log says when its code tried the network: refused by the namespace (no route, no DNS)
+# or by the hub's offline switch. A job may catch the error and go on, so its exit status alone
+# would not show that it tried.
+NETWORK_ATTEMPT = re.compile(
+    r"Temporary failure in name resolution|Name or service not known|Network is unreachable|"
+    r"Failed to resolve|Max retries exceeded with url|OfflineModeIsEnabled|outgoing traffic has been disabled|"
+    r"Cannot reach https?://|We couldn't connect to")
+
 
 def job_stats(text: str) -> dict[str, int]:
     """Jobs per rule from Snakemake's `Job stats:` table (a dry run's or a run's output)."""
@@ -47,6 +55,17 @@ def job_stats(text: str) -> dict[str, int]:
         if parts[0] != "total":
             counts[parts[0]] = int(parts[1])
     return counts
+
+
+def network_attempts(log_dir: Path) -> list[str]:
+    """`log:line: text` for every job-log line that shows an attempt to reach the network."""
+    found = []
+    for path in sorted(log_dir.rglob("*.log")):
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if NETWORK_ATTEMPT.search(line):
+                    found.append(f"{path.relative_to(log_dir)}:{n}: {line.strip()[:200]}")
+    return found
 
 
 def _cell_word(text: str) -> str:

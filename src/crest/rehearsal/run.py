@@ -23,7 +23,7 @@ from typing import Any
 
 from crest.io import atomic_path
 from crest.paths import REPO_ROOT, resolve
-from crest.rehearsal.report import build_report, check, job_stats
+from crest.rehearsal.report import build_report, check, job_stats, network_attempts
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,7 @@ def rehearse(configfiles: list[Path], cores: str = "all", gpus: int = 2, build: 
     left_to_run = 0 if "Nothing to be done" in left else sum(job_stats(left).values())
     report = build_report(config, rules, planned, resolve(paper_dir(config)),
                           snakemake_exit=code, left_to_run=left_to_run, network_isolated=bool(prefix),
+                          network_attempts=network_attempts(logs),
                           seconds={"mirror": round(t_mirror, 1), "snakemake": round(t_run, 1)},
                           durations=durations(log_path.read_text(encoding="utf-8")),
                           configfiles=[str(p) for p in configfiles])
