@@ -174,7 +174,7 @@ def test_crest_train_arms_prints_the_draws_with_their_tiers(tmp_path: Path, caps
 # --- issue 13 item 4: the label-shuffled control ----------------------------------------------------
 
 
-def test_shuffled_labels_are_seeded_keep_counts_and_leave_validation_real(toy_shards, tmp_path: Path) -> None:
+def test_shuffled_labels_are_seeded_and_keep_counts_in_train_and_validation(toy_shards, tmp_path: Path) -> None:
     shards = toy_shards(["en", "hi"], rows=400)
     rows = pd.concat([pd.read_parquet(shards / f"{c}.parquet").assign(lang=c) for c in ("en", "hi")],
                      ignore_index=True)
@@ -183,14 +183,17 @@ def test_shuffled_labels_are_seeded_keep_counts_and_leave_validation_real(toy_sh
     train = rows["split"] == "train"
     assert a["label"].tolist() == b["label"].tolist() != c["label"].tolist()
     assert a[train]["label"].value_counts().to_dict() == rows[train]["label"].value_counts().to_dict()
-    assert (a[~train]["label"] == rows[~train]["label"]).all()
-    changed = (a[train]["label"] != rows[train]["label"]).mean()
-    assert 0.2 < changed < 0.7, changed  # a permutation of a 70/30 column changes ~42% of rows
+    # validation labels are permuted too (a null's job never reads the real ones), counts kept
+    assert a[~train]["label"].value_counts().to_dict() == rows[~train]["label"].value_counts().to_dict()
+    for part in (train, ~train):
+        changed = (a[part]["label"] != rows[part]["label"]).mean()
+        assert 0.2 < changed < 0.7, changed  # a permutation of a 70/30 column changes ~42% of rows
 
     config = load_config(_config({"shuffled": {"languages": ["en", "hi"], "shuffle_labels": True}}))
     settings = dataset_settings(config, "shuffled", TABLE)
     info = build_arm_dataset(settings, shards, tmp_path / "d.parquet", tmp_path / "d.json", table=TABLE)
     assert info["label_shuffle"] is True and info["family"] == "shuffled" and info["draw"] is None
+    assert info["label_shuffle_splits"] == ["train", "validation"]
 
 
 def test_shuffle_draws_are_arms_of_one_family_each_with_its_own_permutation(toy_shards, tmp_path: Path) -> None:

@@ -142,3 +142,32 @@ def test_frozen_checkpoints_hold_the_head_and_resume_exactly(toy_shards, tiny_en
     assert resumed.returncode == 0 and "step 4 of 12" in resumed.stderr, resumed.stderr[-2000:]
     wa, wb = load_file(tmp_path / "model_a/model.safetensors"), load_file(tmp_path / "model_b/model.safetensors")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_null_control_is_exported_at_its_last_step_whatever_its_validation_labels(toy_shards, tiny_encoder,
+                                                                                      tmp_path: Path) -> None:
+    """Issue 21 item 7: a label-shuffled arm's weights are not picked on validation labels. The same
+    null trained on validation labels flipped exports the same weights (the last step's); its draws
+    start from their own head initialisation (one shared start made every draw agree, off chance)."""
+    from crest.train.trainer import null_training
+
+    data, info = _data(toy_shards, tmp_path, ["en", "de"], rows=200)
+    null_info = {**info, "label_shuffle": True, "draw": 1}
+    settings = _settings(freeze_encoder=True, select="auroc", lr=5e-2, max_steps=60, eval_every=20, save_every=1000)
+    rows = pd.read_parquet(data)
+    flipped = tmp_path / "flipped.parquet"
+    val = rows["split"] == "validation"
+    rows.loc[val, "label"] = 1 - rows.loc[val, "label"]
+    rows.to_parquet(flipped)
+    weights, summaries = [], []
+    for name, path in (("a", data), ("b", flipped)):
+        summaries.append(train_model(path, str(tiny_encoder), settings, tmp_path / name / "state", tmp_path / name / "out",
+                                     null_info))
+        weights.append(load_file(tmp_path / name / "out" / "model.safetensors"))
+    assert all(s["select"] == "last" and s["best_step"] == 60 for s in summaries)
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    # the real arm under the same settings selects by AUROC; the draws of a null do not share a seed
+    assert null_training(settings, info) == (0, "auroc")
+    seeds = {null_training(settings, {"label_shuffle": True, "draw": d})[0] for d in range(10)}
+    assert len(seeds) == 10
+    assert "the last step (a null control" in (tmp_path / "a" / "out" / "README.md").read_text()

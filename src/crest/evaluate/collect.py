@@ -22,7 +22,7 @@ POINT_METRICS = ["f1", "precision", "recall", "accuracy", "fpr"]  # what a thres
 CAL_METRICS = [f"{m}_cal" for m in POINT_METRICS]
 COLUMNS = ["model", "model_kind", "arm", "size", "seed", "baseline", "benchmark", "title", "set", "group", "lang",
            "lang_groups", "cluster", "status", "reason", "n", "n_unsafe", "n_safe", *METRICS, "f1_lo", "f1_hi",
-           "threshold", "best_threshold", "best_f1", "set_translator_is_random", "model_translator_is_random",
+           "threshold", "oracle_threshold_on_this_set", "oracle_f1_on_this_set", "set_translator_is_random", "model_translator_is_random",
            "random_translator", "translation_backend", "in_distribution", "parallel", "note", "set_class", "threshold_cal",
            "threshold_cal_source", *CAL_METRICS, "model_revision", "metrics_path"]
 
@@ -63,7 +63,7 @@ def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters:
         r = json.loads(Path(path).read_text(encoding="utf-8"))
         model = r["model"]
         ci = r.get("f1_ci") or {}
-        best = r.get("best_f1") or {}
+        best = r.get("oracle_f1_on_this_set") or {}
         lang = r["lang"]
         code = lang.split("-", 1)[1] if "-" in lang else lang
         row = {
@@ -74,7 +74,8 @@ def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters:
             "lang_groups": ";".join(lang_groups(lang, groups)), "cluster": clusters.get(code),
             "status": r["status"], "reason": r.get("reason"), "n": r.get("n", 0), "n_unsafe": r.get("n_unsafe"),
             "n_safe": r.get("n_safe"), **{m: r.get(m) for m in METRICS}, "f1_lo": ci.get("lo"), "f1_hi": ci.get("hi"),
-            "threshold": r.get("threshold"), "best_threshold": best.get("threshold"), "best_f1": best.get("f1"),
+            "threshold": r.get("threshold"), "oracle_threshold_on_this_set": best.get("threshold"),
+            "oracle_f1_on_this_set": best.get("f1"),
             "set_translator_is_random": bool(r.get("set_translator_is_random")),
             "model_translator_is_random": bool(model.get("translator_is_random")),
             "translation_backend": r.get("translation_backend") or "",

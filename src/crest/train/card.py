@@ -123,6 +123,13 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
+def _selection(select: str | None) -> str:
+    """How the exported weights were picked (the trainer's `select`)."""
+    return {"auroc": "the best validation AUROC",
+            "last": "the last step (a null control is not selected on validation labels)",
+            }.get(select or "f1_unsafe", "the best validation F1 (unsafe) at 0.5")
+
+
 def model_card(settings: dict[str, Any], summary: dict[str, Any], provenance: dict[str, Any]) -> str:
     arm, size, seed = settings["arm"], settings["size"], settings["seed"]
     languages = provenance.get("languages") or []
@@ -193,7 +200,7 @@ def model_card(settings: dict[str, Any], summary: dict[str, Any], provenance: di
         f"{summary['step']} of {summary['total_steps']} steps on {summary['world_size']} process(es), "
         f"{'bf16 autocast' if summary['precision'] == 'bf16' else 'fp32'}, {summary['samples_seen']} samples seen"
         + (", stopped early" if summary.get("stopped_early") else "") + ". "
-        f"Exported weights: step {summary['best_step']}, the best validation F1 (unsafe).",
+        f"Exported weights: step {summary['best_step']}, {_selection(summary.get('select'))}.",
         "",
         "## Validation metrics (exported weights)",
         "",

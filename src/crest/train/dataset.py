@@ -148,6 +148,7 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
         "corpus": settings["corpus"], "languages": languages,
         "languages_spec": arms[arm]["languages"], "data": dict(opts), "budget": settings.get("budget"),
         "label_shuffle": bool(settings.get("label_shuffle")),
+        **({"label_shuffle_splits": ["train", "validation"]} if settings.get("label_shuffle") else {}),
         "eval_languages_trained": [c for c in languages if c in ctx.evaluation],
         "tiers": {c: ctx.table[c].tier for c in languages},
         "rows": {split: int((rows["split"] == split).sum()) for split in SPLITS},
@@ -218,12 +219,16 @@ def budget_rows(train: Mapping[str, pd.DataFrame], languages: list[str], example
 
 
 def shuffle_labels(rows: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """The null control: train labels permuted among the train rows (seeded, so label counts are
-    kept exactly); validation rows keep their real labels."""
+    """The null control: labels permuted within each split (train among the train rows, validation
+    among the validation rows; seeded, so every split keeps its label counts exactly). Validation
+    labels are permuted too, so that nothing a null's training job does with them (the logged
+    metrics, the calibrated threshold) sees the real labels; its weights are the last step's
+    (`crest.train.trainer.null_training`)."""
     rows = rows.copy()
-    train = (rows["split"] == "train").to_numpy()
-    labels = rows.loc[train, "label"].to_numpy()
-    rows.loc[train, "label"] = np.random.default_rng([seed, 0x5EED]).permutation(labels)
+    for k, split in enumerate(("train", "validation")):
+        part = (rows["split"] == split).to_numpy()
+        labels = rows.loc[part, "label"].to_numpy()
+        rows.loc[part, "label"] = np.random.default_rng([seed, 0x5EED, k]).permutation(labels)
     return rows
 
 
