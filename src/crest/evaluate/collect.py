@@ -23,7 +23,7 @@ CAL_METRICS = [f"{m}_cal" for m in POINT_METRICS]
 COLUMNS = ["model", "model_kind", "arm", "size", "seed", "baseline", "benchmark", "title", "set", "group", "lang",
            "lang_groups", "cluster", "status", "reason", "n", "n_unsafe", "n_safe", *METRICS, "f1_lo", "f1_hi",
            "threshold", "oracle_threshold_on_this_set", "oracle_f1_on_this_set", "set_translator_is_random", "model_translator_is_random",
-           "random_translator", "translation_backend", "in_distribution", "parallel", "note", "set_class", "threshold_cal",
+           "random_translator", "translation_backend", "in_distribution", "parallel", "note", "class_floor", "set_class", "threshold_cal",
            "threshold_cal_source", *CAL_METRICS, "model_revision", "metrics_path"]
 
 
@@ -81,6 +81,7 @@ def collect(paths: Sequence[str | Path], groups: dict[str, list[str]], clusters:
             "translation_backend": r.get("translation_backend") or "",
             "in_distribution": bool(r.get("in_distribution")),
             "parallel": bool(r.get("parallel", r.get("kind", "corpus") == "corpus")), "note": r.get("note") or "",
+            "class_floor": r.get("class_floor"),
             "set_class": set_class(r.get("n_unsafe"), r.get("n_safe")),
             "model_revision": model.get("revision"),  # hub commit of the baseline, or of a trained model's encoder
             "metrics_path": str(path),

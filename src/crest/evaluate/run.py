@@ -97,6 +97,7 @@ def evaluate_sets(scorer_factory: Callable[[], Any], set_paths: Sequence[str | P
             "translation_backend": meta.get("translation_backend") or meta.get("backend"),
             "in_distribution": bool(meta.get("in_distribution")),
             "parallel": meta.get("parallel", meta["kind"] == "corpus"), "note": meta.get("note"),
+            "class_floor": meta.get("class_floor"),
         }
         if meta["status"] != OK:
             write_parquet(pd.DataFrame({c: pd.Series(dtype="float32" if c == "prob_unsafe" else

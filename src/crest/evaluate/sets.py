@@ -244,7 +244,8 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
                             "title": spec.get("title", benchmark), "split": spec.get("split"),
                             "inputs": list(map(str, inputs)), "translator_is_random": False, "filters": [],
                             "in_distribution": bool(contamination.get("in_distribution", False)),
-                            "parallel": parallel_languages(kind, spec), "note": spec.get("note")}
+                            "parallel": parallel_languages(kind, spec), "note": spec.get("note"),
+                            "class_floor": spec.get("class_floor")}
     df, status, reason = pd.DataFrame(columns=SET_COLUMNS), OK, None
     if kind == "sources":
         frames = []

@@ -223,11 +223,14 @@ class Cell:
     left_out: tuple[str, ...] = ()
     sig: str = ""
     text: str | None = None  # a cell that is not a number (significance intervals)
+    counts: str = ""  # an n/a cell whose sets are all below their class floor: their rows per class
 
 
-def compute_cell(df: pd.DataFrame, value: str, values: dict[tuple, float] | None = None) -> Cell:
+def compute_cell(df: pd.DataFrame, value: str, values: dict[tuple, float] | None = None,
+                 floor: dict[tuple, str] | None = None) -> Cell:
     """One cell from its matching metrics.csv rows; `values`: every set's value (set_values),
-    computed once per table; None: the rows' own `value` column."""
+    computed once per table; None: the rows' own `value` column. `floor`: sets below their class
+    floor (below_floor), left out and named; a cell of such sets only is n/a with their counts."""
     if df.empty:
         return Cell(status="not_run")
     status = df["status"].to_numpy()
@@ -250,6 +253,13 @@ def compute_cell(df: pd.DataFrame, value: str, values: dict[tuple, float] | None
     keys = [k for k, keep in zip(keys, inside) if keep]
     keys, dropped = parallel_benchmarks(keys)
     left_out += [f"{d}: a benchmark must be in every language of the cell" for d in dropped]
+    low = [k for k in keys if floor and k in floor]
+    if low:
+        left_out += sorted({floor[k] for k in low})
+        keys = [k for k in keys if k not in set(low)]
+        if not keys:
+            counts = sorted({floor[k].split(": ", 1)[1].split(";", 1)[0] for k in low})
+            return Cell(status="undefined", reasons=reasons, left_out=tuple(left_out), counts=", ".join(counts))
     if not keys:
         return Cell(status="undefined", reasons=reasons, left_out=tuple(left_out))
     kept = set(keys)
@@ -330,7 +340,42 @@ UNSEEN_LISTS = {"unseen_hrl", "ood_lrl", "id_lrl"}
 
 def _table_columns(value: str) -> set[str]:
     return {*FIELDS, "lang_groups", "status", "reason", "seed", "random_translator", "threshold", "threshold_cal", "parallel", "note", "role_map",
-            value, f"{value}_cal", "fpr", "fpr_cal", "n_unsafe", "n_safe"}
+            value, f"{value}_cal", "fpr", "fpr_cal", "n_unsafe", "n_safe", "class_floor"}
+
+
+FLOOR_CLASSES = {"recall": ("unsafe",), "fpr": ("safe",)}  # every other metric needs both classes
+
+
+def below_floor(rows: pd.DataFrame, value: str, parallel: Parallel | None) -> dict[tuple, str]:
+    """Sets (model, seed, benchmark, lang) with fewer rows of a class `value` needs than their
+    benchmark's `class_floor` (code-switched pairs: 30), counted on the table's rows (the parallel
+    counts when predictions are there, else the set's own n_safe / n_unsafe), each with the note
+    the table prints: a pair of 9 safe rows and 1 unsafe gives the flag-everything F1, not a
+    measurement."""
+    if "class_floor" not in rows or rows.empty:
+        return {}
+    floors = pd.to_numeric(rows["class_floor"], errors="coerce")
+    has = floors.notna().to_numpy()
+    if not has.any():
+        return {}
+    sub = rows[has]
+    keys = list(zip(sub["model"].astype(str), seed_key(sub["seed"]), sub["benchmark"].astype(str), sub["lang"].astype(str)))
+    sizes: dict[tuple, tuple[int, int]] = {}
+    if parallel is not None:
+        c = parallel.counts
+        for k, tp, fp, fn, tn in zip(zip(c["model"], c["seed"], c["benchmark"], c["lang"]), c["tp"], c["fp"], c["fn"], c["tn"]):
+            sizes[k] = (int(fp + tn), int(tp + fn))
+    else:
+        for k, s, u in zip(keys, sub["n_safe"], sub["n_unsafe"]):
+            sizes[k] = (int(s or 0), int(u or 0))
+    out = {}
+    for k, floor in zip(keys, floors[has].astype(int)):
+        safe, unsafe = sizes.get(k, (0, 0))
+        need = FLOOR_CLASSES.get(value, ("safe", "unsafe"))
+        if any({"safe": safe, "unsafe": unsafe}[c] < floor for c in need):
+            out[k] = (f"below the class floor, {k[2]} [{k[3]}]: n = {safe + unsafe}: {safe} safe / {unsafe} unsafe; "
+                      f"{value} needs {floor} {' and '.join(need)} rows")
+    return out
 
 
 def _drop_seen(rows: pd.DataFrame, flt: dict[str, Any], always: bool = False) -> tuple[pd.DataFrame, tuple[str, ...]]:
@@ -425,6 +470,7 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
         if cache is not None:
             cache[key] = parallel
     values = set_values(scope[scope["status"] == "ok"], spec.value, parallel, calibrated)
+    floor = below_floor(scope[scope["status"] == "ok"], spec.value, parallel)
     fpr = set_values(benign[benign["status"] == "ok"], "fpr", parallel, calibrated) if spec.overflag else {}
     cells = []
     for _, rf in rows:
@@ -432,7 +478,7 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
         for _, cf in cols:
             part = apply_filter(apply_filter(sub, rf), cf)
             part, seen = _drop_seen(part, {**spec.filter, **rf, **cf}, spec.unseen_only)
-            cell = compute_cell(part, spec.value, values) if not (seen and part.empty) else Cell(status="seen")
+            cell = compute_cell(part, spec.value, values, floor) if not (seen and part.empty) else Cell(status="seen")
             cell.left_out += seen
             if spec.significance and cell.status == "ok":
                 cell.sig = _sig_mark(significance, cf, part, calibrated, spec.value)
@@ -514,7 +560,7 @@ def cell_text(cell: Cell, spec: TableSpec) -> tuple[str, str]:
     if cell.status == "seen":
         return SEEN, ""
     if cell.status == "undefined":
-        return UNDEFINED, _marks(cell)
+        return (f"{UNDEFINED} ({cell.counts})" if cell.counts else UNDEFINED), _marks(cell)
     return _number(cell, spec), _marks(cell)
 
 
