@@ -143,6 +143,45 @@ def test_tier_draw_is_a_pure_function_and_fails_naming_the_short_tier() -> None:
         tier_draw(pool, tiers, {"high": 9}, 0)
 
 
+def test_draws_match_the_translation_backend_too_when_a_run_mixes_backends() -> None:
+    """Issue 21 item 4: in a run where some languages are glosses and others NLLB, a random draw
+    takes a gloss language for each of crest's gloss languages of the same tier (the demo's crest
+    trained on glosses, its random draws on Apertium Catalan: a backend gap read as a transfer gap)."""
+    from collections import Counter
+
+    from crest.train.arms import strata
+
+    config = _draw_config()
+    gloss = {"cs", "fi", "hi", "ar"}
+    config["translate"]["backends"] = {c: "gloss" for c in gloss}  # the rest: NLLB (ctranslate2)
+    config = load_config(config)
+    arms = config["train"]["arms"]
+    ctx = _ctx(config, anchors={"kmeans": CREST})
+    assert ctx.backends["hi"] == "gloss" and ctx.backends["zh"] == "ctranslate2" and "en" not in ctx.backends
+    of = strata(ctx.translated, ctx)
+    assert of["hi"] == (TABLE["hi"].tier, "gloss") and of["en"] == (TABLE["en"].tier, "source")
+
+    def backends(codes):
+        return Counter((TABLE[c].tier, c in gloss) for c in codes)
+
+    draws = [arm_languages(f"random_{i}", arms, ctx) for i in range(5)]
+    for draw in draws:
+        assert backends(draw) == backends(CREST) and "en" in draw and not set(draw) & EVAL
+    assert len({tuple(d) for d in draws}) >= 3
+    # the tier rule alone (what the draws were before) mixes backends up in some draw
+    pool = [c for c in ctx.translated if c not in EVAL and c != "en"]
+    tier_only = [tier_draw(pool, {c: TABLE[c].tier for c in pool}, tier_counts([c for c in CREST if c != "en"], TABLE),
+                           100 + i) for i in range(5)]
+    assert any(backends(d) != backends([c for c in CREST if c != "en"]) for d in tier_only)
+    # one backend for every language: strata are the tiers, the draws those of the tier rule
+    plain = load_config(_draw_config())
+    assert set(strata(["hi", "zh"], _ctx(plain)).values()) <= {TABLE["hi"].tier, TABLE["zh"].tier}
+    info_settings = dataset_settings(config, "random_0", TABLE)
+    assert info_settings["backends"]["hi"] == "gloss"
+    with pytest.raises(ConfigError, match=r"cannot draw 2 high-resource gloss languages"):
+        tier_draw(["ru", "zh"], {"ru": ("high", "gloss"), "zh": ("high", "ctranslate2")}, {("high", "gloss"): 2}, 0)
+
+
 def test_english_is_kept_only_when_the_matched_arm_has_it() -> None:
     config = load_config(_draw_config())
     arms = config["train"]["arms"]

@@ -12,7 +12,9 @@ Two rules hold for every arm (docs/train.md):
   fails, naming the arm and the languages, unless the arm opts in (`allow_eval_languages`: then
   those languages are `seen` for it).
 - **Random arms are a control**: `{random: ARM}` draws as many languages per resource tier as
-  ARM has (English kept when ARM has it), and `draws: N` expands one config entry into N arms
+  ARM has (English kept when ARM has it), and per translation backend too when the run mixes
+  backends (an Apertium language for an Apertium one, a gloss for a gloss: arms then differ in
+  languages only, not in how their text was translated), and `draws: N` expands one config entry into N arms
   `NAME_0..NAME_{N-1}`, each with its own seed and languages.
 """
 
@@ -53,6 +55,9 @@ class ArmContext:
     """Languages some model is evaluated on as unseen: no arm trains on them unless it opts in."""
     source: str = "en"
     """The corpus's source language: a tier-matched random draw keeps it when the arm it matches has it."""
+    backends: Mapping[str, str] = field(default_factory=dict)
+    """Translation backend per translated language (translate.backends; the source language none):
+    a tier-matched random draw matches these too when they are not all one."""
 
 
 def evaluation_languages(spec: Iterable[str] | None, groups: Mapping[str, list[str]], table: Mapping[str, Any],
@@ -160,19 +165,40 @@ def tier_counts(codes: Iterable[str], table: Mapping[str, Any]) -> dict[str, int
     return {t: sum(table[c].tier == t for c in codes) for t in TIERS}
 
 
-def tier_draw(pool: list[str], tiers: Mapping[str, str], wanted: Mapping[str, int], seed: int) -> list[str]:
-    """wanted[tier] languages of each tier drawn from `pool` without replacement, seeded (one
-    generator, tiers high to low), in pool order. A pure function of its arguments."""
+def _stratum_order(key: Any) -> tuple:
+    tier, backend = key if isinstance(key, tuple) else (key, "")
+    return (TIERS.index(tier) if tier in TIERS else len(TIERS), str(tier), backend)
+
+
+def _stratum_name(key: Any) -> str:
+    return f"{key[0]}-resource {key[1]}" if isinstance(key, tuple) else f"{key}-resource"
+
+
+def tier_draw(pool: list[str], tiers: Mapping[str, Any], wanted: Mapping[Any, int], seed: int) -> list[str]:
+    """wanted[stratum] languages of each stratum drawn from `pool` without replacement, seeded (one
+    generator, strata high tier to low, then by backend), in pool order. A stratum is a tier, or a
+    (tier, backend) pair when the run mixes translation backends (`strata`). A pure function of
+    its arguments."""
     rng = np.random.default_rng(seed)
     picked: set[str] = set()
-    for tier in TIERS:
-        n = wanted.get(tier, 0)
-        members = [c for c in pool if tiers[c] == tier]
+    for key in sorted(wanted, key=_stratum_order):
+        n = wanted.get(key, 0)
+        members = [c for c in pool if tiers[c] == key]
         if n > len(members):
-            raise ConfigError(f"cannot draw {n} {tier}-resource languages from the {len(members)} in the pool "
+            raise ConfigError(f"cannot draw {n} {_stratum_name(key)} languages from the {len(members)} in the pool "
                               f"({', '.join(members) or 'none'})")
         picked.update(members[i] for i in rng.choice(len(members), size=n, replace=False).tolist())
     return [c for c in pool if c in picked]
+
+
+def strata(codes: Iterable[str], ctx: ArmContext) -> dict[str, Any]:
+    """Each language's stratum for a matched random draw: its tier, or (tier, backend) when the
+    translated languages do not all share one backend (the source language: backend `source`)."""
+    codes = list(codes)
+    mixed = len({ctx.backends.get(c, "") for c in ctx.translated if c != ctx.source}) > 1
+    if not mixed:
+        return {c: ctx.table[c].tier for c in codes}
+    return {c: (ctx.table[c].tier, "source" if c == ctx.source else ctx.backends.get(c, "")) for c in codes}
 
 
 def arm_languages(name: str, arms: Mapping[str, Any], ctx: ArmContext, _seen: tuple[str, ...] = ()) -> list[str] | None:
@@ -238,9 +264,12 @@ def _random_arm(name: str, spec: Mapping[str, Any], arms: Mapping[str, Any], ctx
         if match == "count":
             return random_draw(pool, len(other) if isinstance(target, str) else target, spec.get("seed", 0))
         keep = [c for c in spec.get("keep", [ctx.source]) if c in other]
-        wanted = tier_counts([c for c in other if c not in keep], ctx.table)
-        drawn = tier_draw([c for c in pool if c not in keep], {c: ctx.table[c].tier for c in pool}, wanted,
-                          spec.get("seed", 0))
+        of = strata([*pool, *other], ctx)
+        wanted: dict[Any, int] = {}
+        for c in other:
+            if c not in keep:
+                wanted[of[c]] = wanted.get(of[c], 0) + 1
+        drawn = tier_draw([c for c in pool if c not in keep], of, wanted, spec.get("seed", 0))
     except ConfigError as e:
         raise ConfigError(f"{where}: {e} (matching arm {target!r}: {', '.join(map(str, other))})"
                           if isinstance(target, str) else f"{where}: {e}") from e

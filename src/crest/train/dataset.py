@@ -102,7 +102,8 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
     ctx = ArmContext(groups=settings["groups"], translated=settings["translated"],
                      table=table if table is not None else load_languages(resolve("config/languages.tsv")),
                      methods=settings.get("methods", []), anchors={m: read_anchors(p) for m, p in anchors.items()},
-                     evaluation=frozenset(settings.get("evaluation", [])), source=settings.get("source", "en"))
+                     evaluation=frozenset(settings.get("evaluation", [])), source=settings.get("source", "en"),
+                     backends=settings.get("backends", {}))
     languages = arm_languages(arm, arms, ctx)
     shard_dir = Path(shard_dir)
     missing = [lang for lang in languages if not shard_path(shard_dir, lang).is_file()]
@@ -151,6 +152,7 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
         **({"label_shuffle_splits": ["train", "validation"]} if settings.get("label_shuffle") else {}),
         "eval_languages_trained": [c for c in languages if c in ctx.evaluation],
         "tiers": {c: ctx.table[c].tier for c in languages},
+        "backends": {c: ctx.backends.get(c, "source" if c == ctx.source else "") for c in languages},
         "rows": {split: int((rows["split"] == split).sum()) for split in SPLITS},
         "rows_per_language": _nested(rows.groupby(["lang", "split", "label"]).size()),
         "sources": {str(k): int(v) for k, v in rows[rows["split"] == "train"]["source"].value_counts().items()},

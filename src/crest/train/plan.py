@@ -41,7 +41,18 @@ def arm_context(config: dict[str, Any], table: Mapping[str, Any]) -> ArmContext:
     return ArmContext(groups=config["languages"]["groups"], translated=translated_languages(config, table),
                       table=table, methods=anchor_sources(config),
                       evaluation=frozenset(config_evaluation_languages(config, table)),
-                      source=config.get("translate", {}).get("source_lang", "en"))
+                      source=config.get("translate", {}).get("source_lang", "en"),
+                      backends=translation_backends(config, table))
+
+
+def translation_backends(config: dict[str, Any], table: Mapping[str, Any]) -> dict[str, str]:
+    """The backend that translates each translated language (translate.backends, else
+    translate.backend): what a matched random draw matches besides the tier."""
+    from crest.translate.backends import backend_of
+
+    section = config.get("translate", {})
+    source = section.get("source_lang", "en")
+    return {c: backend_of(section, c) for c in translated_languages(config, table) if c != source}
 
 
 def arm_budget(train: Mapping[str, Any], arm: str) -> dict[str, Any] | None:
@@ -121,7 +132,8 @@ def dataset_settings(config: dict[str, Any], arm: str, table: Mapping[str, Any])
             "family": arm_family(arm, spec), "draw": spec.get("draw"), "label_shuffle": bool(spec.get("shuffle_labels")),
             **({"shuffle_draw": spec.get("draw") or 0} if spec.get("shuffle_labels") else {}),
             "budget": arm_budget(config["train"], arm), "evaluation": sorted(ctx.evaluation), "source": ctx.source,
-            "groups": ctx.groups, "translated": ctx.translated, "methods": ctx.methods, "data": config["train"]["data"]}
+            "groups": ctx.groups, "translated": ctx.translated, "methods": ctx.methods, "data": config["train"]["data"],
+            "backends": dict(ctx.backends)}
 
 
 def check_train(config: dict[str, Any], table: Mapping[str, Any], origin: str = "config") -> None:
