@@ -122,6 +122,11 @@ def test_paper_spec_loads_and_writes_every_format(metrics, tmp_path: Path):
     ids = {t.file_id for t in tables}
     assert {"arms", "arms.calibrated", "arms.by_benchmark", "arms.by_benchmark.calibrated"} <= ids
     assert "english.by_benchmark" not in ids  # its rows are benchmarks already
+    # a threshold-free table (AUROC) is written once, and its title names no threshold (issue 21 item 10)
+    assert "roles_auroc" in ids and not {i for i in ids if i.startswith(("roles_auroc", "sanity_auroc"))
+                                        and i.endswith(".calibrated")}
+    md = (tmp_path / "out" / "roles_auroc.md").read_text()
+    assert "threshold 0.5" not in md and "calibrated" not in md.split("\n")[0] and "threshold-free" in md
 
 
 def test_bad_specs_are_named(tmp_path: Path):

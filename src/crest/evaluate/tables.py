@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from crest.evaluate.aggregate import (
+    RANKING,
     Parallel,
     average,
     parallel_benchmarks,
@@ -505,7 +506,7 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
     if parallel is None and not sub.empty:
         notes.append("no per-row predictions: each set's own rows (not intersected across languages)")
     table = Table(spec, [label for label, _ in rows], col_labels, cells, notes,
-                  operating_point="calibrated" if calibrated else "default",
+                  operating_point="threshold_free" if spec.value in RANKING else "calibrated" if calibrated else "default",
                   file_id=variant_id(spec, calibrated, by_benchmark))
     if sub.empty or not rows or not cols:
         what = ", ".join(f"{k}={v}" for k, v in spec.filter.items()) or "any"
@@ -526,9 +527,11 @@ def has_breakdown(spec: TableSpec) -> bool:
 
 def table_variants(spec: TableSpec) -> list[tuple[str, bool, bool]]:
     """Every table a spec becomes: (id, calibrated, by_benchmark) for the table, its calibrated
-    twin, and the per-benchmark breakdown of each."""
+    twin (none for a threshold-free value, AUROC or AUPRC: it would repeat the table), and the
+    per-benchmark breakdown of each."""
     splits = (False, True) if has_breakdown(spec) else (False,)
-    return [(variant_id(spec, cal, split), cal, split) for split in splits for cal in (False, True)]
+    points = (False,) if spec.value in RANKING else (False, True)
+    return [(variant_id(spec, cal, split), cal, split) for split in splits for cal in points]
 
 
 def variant_id(spec: TableSpec, calibrated: bool = False, by_benchmark: bool = False) -> str:
