@@ -12,7 +12,7 @@ export WANDB_MODE ?= offline
 
 CORES ?= all
 
-.PHONY: demo test test-slurm rehearse venv lint dryrun-paper lock clean-demo
+.PHONY: demo readme test test-slurm rehearse venv lint dryrun-paper lock clean-demo
 
 venv: $(STAMP)
 
@@ -29,6 +29,13 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --configfile config/demo.yaml
 	$(BIN)/snakemake --report results/demo/report.html --configfile config/demo.yaml
 	@$(BIN)/crest where --configfile config/demo.yaml
+	@# the README's demo section must be this run's results/demo/paper/readme_tables.md (exit 1 with the
+	@# differing lines if not: paste it with `make readme`); tests/test_readme.py checks the same
+	$(BIN)/crest evaluate readme-check --readme README.md --section results/demo/paper/readme_tables.md
+
+# Paste the demo run's generated section (results/demo/paper/readme_tables.md) between README.md's markers.
+readme: $(STAMP)
+	$(BIN)/crest evaluate readme-check --readme README.md --section results/demo/paper/readme_tables.md --write
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

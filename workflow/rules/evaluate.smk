@@ -284,6 +284,26 @@ if EV.sets:
             " --predictions {input.preds} --roles {input.roles} --significance {input.significance}"
             " --null-control {input.null_control} --order {params.order} > {log} 2>&1"
 
+    if EV.section.get("readme"):
+
+        rule readme_tables:
+            input:
+                index=f"{EV.paper}/tables/index.html",  # every table of the run is written
+                info=EV.roles_inputs()["info"],
+            output:
+                f"{EV.paper}/readme_tables.md",
+            params:
+                spec=shell_json(EV.section["readme"]),
+                tables=lambda wc, input: Path(input.index).parent,
+                label=EV.paper,
+            log:
+                f"{RUN}/logs/evaluate/readme_tables.log",
+            conda:
+                "../../envs/crest.yaml"
+            shell:
+                "crest evaluate readme --tables-dir {params.tables} --spec {params.spec} --info {input.info}"
+                " --label {params.label} --out {output} > {log} 2>&1"
+
     rule paper_figures:
         input:
             metrics=f"{EV.dir}/metrics.csv",

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from pathlib import Path
 
 from crest.data.cli import add_source_arguments
@@ -254,6 +255,35 @@ def _tables(args: argparse.Namespace) -> None:
     print(f"{args.out_dir}: {len(tables)} tables (csv, md, tex)")
 
 
+def _readme(args: argparse.Namespace) -> None:
+    from crest.evaluate.readme import build_section, write_section
+
+    text = build_section(args.tables_dir, _json(args.spec).get("tables", []), args.info, args.label or "")
+    write_section(text, args.out)
+    print(f"{args.out}: {len(text.splitlines())} lines")
+
+
+def _readme_check(args: argparse.Namespace) -> None:
+    from crest.evaluate.readme import differences, paste
+
+    if not args.section.is_file():
+        raise FileNotFoundError(f"{args.section}: no generated README section (run the demo: make demo)")
+    readme, section = args.readme.read_text(encoding="utf-8"), args.section.read_text(encoding="utf-8")
+    if args.write:
+        from crest.io import write_text
+
+        write_text(paste(readme, section, str(args.section), str(args.readme)), args.readme)
+        print(f"{args.readme}: pasted {args.section}")
+        return
+    diff = differences(readme, section, str(args.readme), str(args.section))
+    if diff:
+        print("\n".join(diff[:80] + ([f"... {len(diff) - 80} more lines"] if len(diff) > 80 else [])))
+        print(f"crest: {args.readme}'s demo section differs from this run's {args.section}: paste it with "
+              f"`make readme` (crest evaluate readme-check --write) and read the prose around it again", file=sys.stderr)
+        raise SystemExit(1)
+    print(f"{args.readme}: the demo section is {args.section}, unchanged")
+
+
 def _figures(args: argparse.Namespace) -> None:
     from crest.evaluate.collect import read_clusters, read_metrics_csv
     from crest.evaluate.figures import write_figures
@@ -389,6 +419,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--roles", type=Path, help="eval/roles.tsv: the `role` and `family` of every set")
     p.add_argument("--significance", type=Path, help="eval/significance.tsv: the significance table and marks")
     p.add_argument("--null-control", type=Path, help="eval/null_control.tsv: the null_control table")
+
+    p = add("readme", "the README's demo section from this run's tables ({paper}/readme_tables.md)", _readme)
+    p.add_argument("--tables-dir", required=True, type=Path)
+    p.add_argument("--spec", required=True, help="evaluate.readme, JSON: {tables: [{id, rows}]}")
+    p.add_argument("--info", nargs="*", default=[], help="train/{arm}/data.json of every arm (languages, backends)")
+    p.add_argument("--label", help="how the section names the paper directory (results/demo/paper)")
+    p.add_argument("--out", required=True, type=Path)
+
+    p = add("readme-check", "does the README's pasted demo section equal the run's? (exit 1 if not; --write pastes it)",
+            _readme_check)
+    p.add_argument("--readme", type=Path, default=Path("README.md"))
+    p.add_argument("--section", type=Path, default=Path("results/demo/paper/readme_tables.md"))
+    p.add_argument("--write", action="store_true", help="paste the section between the README's markers")
 
     p = add("figures", "paper figures (png, pdf) from the metrics CSV", _figures)
     p.add_argument("--metrics", required=True, type=Path)

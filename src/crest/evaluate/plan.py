@@ -315,9 +315,16 @@ def check_evaluate(config: dict[str, Any], table: dict[str, Language], origin: s
     from crest.evaluate.tables import load_table_specs
 
     try:
-        load_table_specs(resolve(section["tables"]))
+        specs = load_table_specs(resolve(section["tables"]))
     except ValueError as e:
         raise err(str(e)) from e
+    from crest.evaluate.tables import EXTRA_TABLES, table_variants
+
+    known = [v for t in specs for v, _, _ in table_variants(t)] + list(EXTRA_TABLES)
+    for entry in (section.get("readme") or {}).get("tables", []):
+        if entry["id"] not in known:
+            raise err(f"evaluate.readme.tables: {entry['id']!r} is not a table this run writes "
+                      f"(from {section['tables']}: {', '.join(known)})")
 
 
 def _only(config: dict[str, Any], kind: str, name: str) -> dict[str, Any]:

@@ -515,6 +515,9 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
 
 
 BREAKDOWN_AXES = ("benchmark", "title", "set")
+EXTRA_TABLES = ("significance", "significance.calibrated", "significance.auroc", "null_control")
+"""Tables every run writes beside the specs' (crest evaluate tables: significance at each operating
+point, the null control check)."""
 
 
 def has_breakdown(spec: TableSpec) -> bool:

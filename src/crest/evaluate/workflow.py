@@ -156,10 +156,10 @@ class EvalPlan:
     def table_ids(self) -> list[str]:
         """Every table file stem: each spec at both operating points, its per-benchmark breakdown,
         the significance table (crest.evaluate.tables.table_variants) and the null_control table."""
-        from crest.evaluate.tables import load_table_specs, table_variants
+        from crest.evaluate.tables import EXTRA_TABLES, load_table_specs, table_variants
 
         ids = [v for t in load_table_specs(resolve(self.section["tables"])) for v, _, _ in table_variants(t)]
-        return ids + ["significance", "significance.calibrated", "null_control"]
+        return ids + list(EXTRA_TABLES)
 
     def outputs(self) -> list[str]:
         """Targets of `rule all` (none when no benchmark is configured)."""
@@ -171,6 +171,8 @@ class EvalPlan:
                 f"{self.dir}/null_control.tsv"]
         out += [f"{self.paper}/tables/{t}.{ext}" for t in self.table_ids() for ext in ("csv", "md", "tex")]
         out += [f"{self.paper}/figures/{f}.{ext}" for f in self.figures for ext in ("png", "pdf")]
+        if self.section.get("readme"):
+            out.append(f"{self.paper}/readme_tables.md")  # the README's demo section (rule readme_tables)
         return out
 
     def qc_translation_files(self) -> list[str]:
