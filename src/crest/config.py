@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from crest.cluster.config import check_cluster
+from crest.data.audit import check_audit
 from crest.data.registry import Source, load_registry, source_languages
 from crest.embed.config import check_embed
 from crest.evaluate.plan import check_evaluate
@@ -37,6 +38,7 @@ def load_config(config: dict[str, Any] | str | Path, origin: str | None = None) 
         _wrap(lambda: check_codes(codes, table, f"languages.groups.{group}"), origin)
     registry = load_run_registry(config, origin)
     _check_sources(config, registry, table, origin)
+    check_audit(config, registry, origin)
     check_translate(config, table, origin)
     check_embed(config, table, origin)
     check_cluster(config, table, origin)

@@ -25,6 +25,9 @@ wildcard_constraints:
 
 
 def data_outputs():
-    return expand(f"{RUN}/data/{{source}}.parquet", source=SOURCES) + expand(
-        f"{RUN}/data/corpora/{{corpus}}.parquet", corpus=CORPORA
+    audit = [f"{RUN}/data/audit/index.html"] if config["data"]["audit"]["enabled"] else []
+    return (
+        expand(f"{RUN}/data/{{source}}.parquet", source=SOURCES)
+        + expand(f"{RUN}/data/corpora/{{corpus}}.parquet", corpus=CORPORA)
+        + audit
     )

@@ -185,9 +185,11 @@ def _counts(series: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in series.value_counts().sort_index().items()}
 
 
-def build_corpus(inputs: list[str | Path], out: str | Path) -> dict[str, Any]:
+def build_corpus(inputs: list[str | Path], out: str | Path, suspects: str | Path | None = None) -> dict[str, Any]:
     """Union of prepared sources in the given order; a text already seen in an earlier source
-    (normalised) is dropped, so no prompt can sit in train of one source and test of another."""
+    (normalised) is dropped, so no prompt can sit in train of one source and test of another.
+    `suspects` (the label audit's suspects.tsv, `data.audit.drop`): its rows are dropped from the
+    `train` split only, and the stats say which (crest.data.audit.drop_suspects)."""
     frames = [pd.read_parquet(p) for p in inputs]
     df = pd.concat(frames, ignore_index=True)
     keys = df["text"].map(dedup_key)
@@ -195,9 +197,18 @@ def build_corpus(inputs: list[str | Path], out: str | Path) -> dict[str, Any]:
     dup = keys.duplicated(keep="first")
     dropped = Counter(label_conflict=int(conflicting.sum()), duplicate_across_sources=int((dup & ~conflicting).sum()))
     df = df[~conflicting & ~dup].reset_index(drop=True)
+    audit = None
+    if suspects is not None:
+        from crest.data.audit import drop_suspects, read_suspects
+
+        df, audit = drop_suspects(df, read_suspects(suspects))
+        audit = {"suspects": display_path(Path(suspects)), **audit}
+        dropped["audit_suspect_train"] = audit["dropped"]
     stats = {"inputs": [str(p) for p in inputs], "rows_kept": len(df), "dropped": dict(dropped),
              "labels": _counts(df["label"]), "splits": _counts(df["split"]),
              "sources": _counts(df["source"])}
+    if audit is not None:
+        stats["audit_drop"] = audit
     write_parquet(df[COLUMNS], out)
     write_json(stats, stats_path(out))
     return stats

@@ -73,10 +73,10 @@ def feature_texts(data_paths: Sequence[str | Path], part: int, parts: int) -> li
     return sorted(t for t in texts if feature_part(t, parts) == part)
 
 
-def write_features(encoder: str, texts: Sequence[str], out: str | Path, *, max_length: int, pad_to: int,
-                   batch_tokens: int | None, max_batch_size: int, threads: int = 1) -> int:
-    """Encode `texts` as the trainer would (its tokenisation, `head_features`) and write `out` (.npz:
-    texts, feats, the encoder's weights digest, max_length); returns the number of texts."""
+def encode_features(encoder: str, texts: Sequence[str], *, max_length: int, pad_to: int, batch_tokens: int | None,
+                    max_batch_size: int, threads: int = 1) -> tuple[np.ndarray, str]:
+    """Encode `texts` as the trainer would (its tokenisation, `head_features`): (len(texts), hidden)
+    float32 features in the order of `texts`, and the encoder's weights digest."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -86,16 +86,25 @@ def write_features(encoder: str, texts: Sequence[str], out: str | Path, *, max_l
     torch.set_num_threads(max(1, threads))
     tokenizer = hub.from_pretrained(AutoTokenizer, encoder)
     model = hub.from_pretrained(AutoModelForSequenceClassification, encoder, num_labels=2, attn_implementation="sdpa")
-    texts = list(texts)
-    ids = tokenize(tokenizer, texts, max_length)
+    ids = tokenize(tokenizer, list(texts), max_length)
     tokens, size = eval_limits(batch_tokens, max_batch_size)
     feats = head_features(model, ids, tokenizer.pad_token_id, pad_to=pad_to, batch_tokens=tokens, max_batch_size=size,
                           device="cpu", autocast=contextlib.nullcontext) \
         if ids else torch.zeros((0, 1, model.config.hidden_size))
+    return feats[:, 0].numpy(), encoder_digest(model)
+
+
+def write_features(encoder: str, texts: Sequence[str], out: str | Path, *, max_length: int, pad_to: int,
+                   batch_tokens: int | None, max_batch_size: int, threads: int = 1) -> int:
+    """`encode_features` of `texts` written to `out` (.npz: texts, feats, the encoder's weights
+    digest, max_length); returns the number of texts."""
+    texts = list(texts)
+    feats, digest = encode_features(encoder, texts, max_length=max_length, pad_to=pad_to, batch_tokens=batch_tokens,
+                                    max_batch_size=max_batch_size, threads=threads)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
-        np.savez(f, texts=np.asarray(texts, dtype=object).astype(str), feats=feats[:, 0].numpy(),
-                 digest=np.asarray(encoder_digest(model)), max_length=np.asarray(max_length))
+        np.savez(f, texts=np.asarray(texts, dtype=object).astype(str), feats=feats,
+                 digest=np.asarray(digest), max_length=np.asarray(max_length))
     return len(texts)
 
 
