@@ -125,3 +125,4 @@ def test_config_checks(write_yaml) -> None:
         cfg["data"]["audit"].update(change)
         with pytest.raises(ConfigError, match=message):
             load_config(cfg)
+

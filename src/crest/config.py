@@ -83,11 +83,32 @@ def _check_sources(config: dict[str, Any], registry: dict[str, Source], table: d
                               f"but the config says offline: true")
         _wrap(lambda: check_codes(source_languages(source), table, f"language of source {sid!r}",
                                       allow_mixed=True), origin)
+    _check_task(config, registry, origin)
     for name, members in data["corpora"].items():
         for i, sid in enumerate(members):
             if sid not in data["sources"]:
                 raise _unknown("source (not in data.sources)", f"data.corpora.{name}[{i}]", sid,
                                data["sources"], origin)
+
+
+def _check_task(config: dict[str, Any], registry: dict[str, Source], origin: str) -> None:
+    """Every labelled source the run reads (data.sources, evaluate.benchmarks' sources) is of the
+    run's task: a content-safety label and a prompt-attack label mean different things."""
+    task = config["task"]
+    named = [(f"data.sources[{i}]", sid) for i, sid in enumerate(config["data"]["sources"])]
+    for name, bench in config.get("evaluate", {}).get("benchmarks", {}).items():
+        named += [(f"evaluate.benchmarks.{name}.sources[{i}]", sid) for i, sid in enumerate(bench.get("sources", []))]
+    if len(named) > len(config["data"]["sources"]):  # benchmark sources may come from evaluate.registry
+        from crest.evaluate.plan import benchmark_registry
+
+        registry = {**benchmark_registry(config), **registry}
+    for key, sid in named:
+        source = registry.get(sid)
+        if source is None or source.spec.get("role") == "cluster":
+            continue  # unknown ids are reported by their own checks; parallel text has no task
+        if source.spec["task"] != task:
+            raise ConfigError(f"{origin}: {key}: source {sid!r} is a {source.spec['task']} source ({source.origin}), "
+                              f"but this run's task is {task} (config key `task`): one run, one task's sources")
 
 
 def run_dir(config: dict[str, Any]) -> Path:
