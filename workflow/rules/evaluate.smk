@@ -103,6 +103,7 @@ if EV.sets:
                 settings=shell_json(EV.settings),
                 sets=" ".join(s.key for s in EV.sets),
                 sets_dir=lambda wc, input: Path(input.sets[0]).parents[1],
+                top=lambda wc: EV.top_layers(wc.size),
             threads: EV.section["threads"]
             priority: 10  # as soon as the sets exist, beside training: every eval_model job waits for it
             log:
@@ -111,7 +112,8 @@ if EV.sets:
                 "../../envs/crest.yaml"
             shell:
                 "crest evaluate features --encoder {params.encoder:q} --sets-dir {params.sets_dir}"
-                " --out-dir {output} --settings {params.settings} --threads {threads} {params.sets} > {log} 2>&1"
+                " --out-dir {output} --settings {params.settings} --top-layers {params.top} --threads {threads}"
+                " {params.sets} > {log} 2>&1"
 
     if EV.models:
 

@@ -136,7 +136,8 @@ def _features(args: argparse.Namespace) -> None:
     model = hub.from_pretrained(AutoModelForSequenceClassification, args.encoder, num_labels=2,
                                 id2label={0: "safe", 1: "unsafe"}, use_safetensors=True)
     guard = Guard(model, hub.from_pretrained(AutoTokenizer, args.encoder), device=settings.get("device", "cpu"),
-                  batch_size=settings.get("batch_size", 64), max_length=settings.get("max_length", 512))
+                  batch_size=settings.get("batch_size", 64), max_length=settings.get("max_length", 512),
+                  top_layers=args.top_layers)
     sets, _ = _outputs(args)
     texts = {}
     for key, path in zip(args.sets, sets, strict=True):
@@ -371,6 +372,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = add("features", "encode every set once with a frozen encoder (models trained with freeze_encoder share it)",
             _features)
     p.add_argument("--encoder", required=True, type=Path)
+    p.add_argument("--top-layers", type=int, default=0, choices=(0, 1),
+                   help="encoder layers the models trained with their head (optim.unfreeze_top_layers): "
+                        "the features are those layers' input")
     scoring(p)
 
     p = add("baseline", "score a published guardrail on evaluation sets", _baseline)

@@ -64,6 +64,13 @@ class EvalPlan:
 
         return bool(self.config.get("train") and size_optim(self.config, size).get("freeze_encoder"))
 
+    def top_layers(self, size: str) -> int:
+        """Encoder layers that models of `size` train with their head (optim.unfreeze_top_layers):
+        the shared features are then those layers' input (crest.guard.toplayer)."""
+        from crest.train.plan import size_optim
+
+        return int(size_optim(self.config, size).get("unfreeze_top_layers", 0)) if self.frozen(size) else 0
+
     def features_dir(self, size: str) -> str:
         return f"{self.dir}/features/{size}"
 

@@ -69,9 +69,14 @@ class Guard:
 
     def __init__(self, model: Any, tokenizer: Any, *, threshold: float = DEFAULT_THRESHOLD,
                  device: str = "cpu", batch_size: int = 32, max_length: int | None = None,
-                 stride: int | None = None, pad_to_multiple_of: int = 8) -> None:
+                 stride: int | None = None, pad_to_multiple_of: int = 8, top_layers: int = 0) -> None:
+        from crest.guard.toplayer import check_top_layers
+
         self.model = model.eval().to(device)
         self.device = device
+        # encoder layers trained with the head (crest_guard.json trained_top_layers): cached features
+        # (window_features) are then the input to those layers, not the head's input
+        self.top_layers = check_top_layers(top_layers)
         self._configure(model.config, tokenizer, threshold=threshold, batch_size=batch_size, max_length=max_length,
                         stride=stride, pad_to_multiple_of=pad_to_multiple_of)
 
@@ -122,6 +127,9 @@ class Guard:
                                     use_safetensors=True, **hub_kwargs)
         if compile:
             kwargs.setdefault("pad_to_multiple_of", 64)
+        from crest.guard.toplayer import TOP_KEY
+
+        kwargs.setdefault("top_layers", stored.get(TOP_KEY, 0))
         guard = cls(model, tokenizer, threshold=threshold, device=device, **kwargs)
         guard.lang_thresholds = {} if explicit else language_thresholds(stored, Path(source) / GUARD_FILE)
         if compile:
@@ -181,14 +189,30 @@ class Guard:
                             attention_mask=mask.to(self.device, non_blocking=True)).logits.float()
         return torch.softmax(logits, dim=-1)[:, self.unsafe].cpu().numpy()
 
-    def window_features(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """What an XLM-R classification head reads, per window: the encoder's last-layer state of the
-        first token (float32, windows x hidden), and the text each window belongs to. Models that
-        share a frozen encoder share these (crest.evaluate.features): one encoder pass, many heads."""
+    def window_features(self, texts: Sequence[str]) -> tuple[np.ndarray | list[np.ndarray], np.ndarray]:
+        """What the model's trained part reads, per window, and the text each window belongs to. With
+        `top_layers` 0 (a head on a frozen encoder): the encoder's last-layer state of the first token
+        (float32, windows x hidden). With 1 (the last layer trained too, crest.guard.toplayer): the
+        last layer's input, every token of the window (a list of float16 tokens x hidden arrays).
+        Models that share the frozen layers share these (crest.evaluate.features): one pass, many
+        heads."""
         import torch
 
         windows, owner = self._windows(texts)
         order = np.argsort([len(w) for w in windows], kind="stable")
+        if self.top_layers:
+            from crest.guard.toplayer import layer_inputs
+
+            seqs: list[np.ndarray] = [np.zeros(0)] * len(windows)
+            with torch.inference_mode():
+                for start in range(0, len(order), self.batch_size):
+                    idx = order[start:start + self.batch_size]
+                    ids, mask = self._collate([windows[i] for i in idx])
+                    hidden = layer_inputs(self.model, ids.to(self.device), mask.to(self.device), self.top_layers)
+                    hidden = hidden.to(torch.float16).cpu().numpy()
+                    for j, i in enumerate(idx):
+                        seqs[i] = hidden[j, :len(windows[i])]
+            return seqs, np.asarray(owner, dtype=np.int64)
         feats = None
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
@@ -208,6 +232,18 @@ class Guard:
 
         out = np.zeros(n_texts, dtype=np.float32)
         if len(owner) == 0:
+            return out
+        if self.top_layers:
+            from crest.guard.toplayer import top_logits
+
+            order = np.argsort([len(f) for f in feats], kind="stable")
+            probs = np.empty(len(feats), dtype=np.float32)
+            with torch.inference_mode():
+                for start in range(0, len(order), self.batch_size):
+                    idx = order[start:start + self.batch_size]
+                    logits = top_logits(self.model, [feats[i] for i in idx], self.device).float()
+                    probs[idx] = torch.softmax(logits, dim=-1)[:, self.unsafe].cpu().numpy()
+            np.maximum.at(out, owner, probs)
             return out
         dtype = next(self.model.classifier.parameters()).dtype
         with torch.inference_mode():

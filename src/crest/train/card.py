@@ -189,8 +189,11 @@ def model_card(settings: dict[str, Any], summary: dict[str, Any], provenance: di
     parts += [
         "## Training",
         "",
-        ("Classification head only, on the frozen encoder's features computed once per text (the CPU demo's "
-         "recipe: the encoder is the pretrained one, not fine-tuned)"
+        (("The encoder's last layer and the classification head, on the frozen lower layers' output computed "
+          f"once per text (the CPU demo's recipe: every other layer is the pretrained one; last layer lr "
+          f"{opt.get('top_layers_lr') or opt['lr']})" if opt.get("unfreeze_top_layers") else
+          "Classification head only, on the frozen encoder's features computed once per text (the CPU demo's "
+          "recipe: the encoder is the pretrained one, not fine-tuned)")
          if opt.get("freeze_encoder") else "Full fine-tuning")
         + f", AdamW lr {opt['lr']}, weight decay {opt['weight_decay']}, {opt['scheduler']} decay after "
         f"{opt['warmup_ratio']:.0%} warmup; token-budget batches of {opt['batch_tokens']} padded tokens "

@@ -56,7 +56,8 @@ def _features(args: argparse.Namespace) -> None:
     opt = args.settings["optim"]
     n = write_features(args.encoder, feature_texts(args.data, args.part, args.parts), args.out,
                        max_length=opt["max_length"], pad_to=opt["pad_to"], batch_tokens=opt["batch_tokens"],
-                       max_batch_size=opt["max_batch_size"], threads=args.threads)
+                       max_batch_size=opt["max_batch_size"], threads=args.threads,
+                       top_layers=opt.get("unfreeze_top_layers", 0))
     print(json.dumps({"part": args.part, "parts": args.parts, "texts": n}))
 
 

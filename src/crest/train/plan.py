@@ -87,7 +87,7 @@ def job_settings(config: dict[str, Any], arm: str, size: str, seed: int) -> dict
 
 FEATURE_PARTS = 4
 """Shared frozen-encoder features come in this many files (rule train_features), encoded side by side."""
-FEATURE_OPTIM_KEYS = ("max_length", "pad_to", "batch_tokens", "max_batch_size")
+FEATURE_OPTIM_KEYS = ("max_length", "pad_to", "batch_tokens", "max_batch_size", "unfreeze_top_layers")
 """What of `optim` the features depend on (a change to the learning rate re-encodes nothing)."""
 
 

@@ -41,6 +41,8 @@ import pandas as pd
 
 from crest import hub
 from crest.data.wheels import sha256_file
+from crest.guard.model import GUARD_FILE, load_guard_file
+from crest.guard.toplayer import TOP_KEY, top_layer_params, top_logits
 from crest.io import write_json
 from crest.train.batching import BucketBatcher, collate, eval_batches, eval_limits, shard_steps
 from crest.train.card import export_model, recover_dir, write_dir
@@ -163,7 +165,8 @@ def tokenize(tokenizer, texts: list[str], max_length: int, chunk: int = 4096) ->
 
 
 def calibrate_exported(model_dir: Path, val_rows: pd.DataFrame, val_ids: list[np.ndarray], val_features,
-                       settings: dict[str, Any], max_length: int, model=None, tokenizer=None) -> dict[str, Any]:
+                       settings: dict[str, Any], max_length: int, top_layers: int = 0, model=None,
+                       tokenizer=None) -> dict[str, Any]:
     """Choose the exported model's threshold on the validation split (`settings["calibrate"]`: its
     target), scored the way `crest guard calibrate` scores it (`Guard`, every window). With the
     encoder frozen, a text the trainer saw whole (shorter than max_length: one window, the same
@@ -175,7 +178,7 @@ def calibrate_exported(model_dir: Path, val_rows: pd.DataFrame, val_ids: list[np
     from crest.guard.calibrate import calibrate_model
 
     if model is not None:  # the exported weights, in float32 as from_pretrained loads them on CPU
-        guard = Guard(model, tokenizer)
+        guard = Guard(model, tokenizer, top_layers=top_layers)
     else:
         guard = Guard.from_pretrained(model_dir, device="cpu" if settings.get("device") == "cpu" else "auto")
     texts = val_rows["text"].tolist()
@@ -183,7 +186,8 @@ def calibrate_exported(model_dir: Path, val_rows: pd.DataFrame, val_ids: list[np
     if val_features is not None:
         scorer = FeatureScorer(guard)
         whole = [i for i, ids in enumerate(val_ids) if len(ids) < max_length]
-        scorer.add([texts[i] for i in whole], val_features[whole, 0].cpu().numpy())
+        scorer.add([texts[i] for i in whole], [val_features[i] for i in whole] if top_layers
+                   else val_features[whole, 0].cpu().numpy())
         score = scorer.score
     return calibrate_model(model_dir, score(texts), val_rows["label"].to_numpy(), **settings["calibrate"],
                            note="validation split of data.parquet")
@@ -248,14 +252,28 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     if opt["freeze_embeddings"]:
         model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
     frozen = opt.get("freeze_encoder", False)
+    top = int(opt.get("unfreeze_top_layers", 0)) if frozen else 0  # crest.guard.toplayer
+    if opt.get("unfreeze_top_layers", 0) and not frozen:
+        raise ValueError("optim.unfreeze_top_layers goes with optim.freeze_encoder (without it every layer trains)")
+    top_names: set[str] = set()
     if frozen:
         if world > 1:
             raise ValueError("optim.freeze_encoder trains the head on one process; run it without torchrun")
         freeze_encoder(model)
+        for name, p in top_layer_params(model, top):
+            p.requires_grad_(True)
+            top_names.add(f"{model.base_model_prefix}.{name}")
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = [{"params": [p for n, p in params if not n.endswith(no_decay)], "weight_decay": opt["weight_decay"]},
-              {"params": [p for n, p in params if n.endswith(no_decay)], "weight_decay": 0.0}]
+    top_lr = opt.get("top_layers_lr") or opt["lr"]
+    groups = [{"params": [p for n, p in params if sel(n) and not n.endswith(no_decay)], "weight_decay": opt["weight_decay"],
+               "lr": lr_}
+              for sel, lr_ in ((lambda n: n not in top_names, opt["lr"]), (lambda n: n in top_names, top_lr))] + \
+             [{"params": [p for n, p in params if sel(n) and n.endswith(no_decay)], "weight_decay": 0.0, "lr": lr_}
+              for sel, lr_ in ((lambda n: n not in top_names, opt["lr"]), (lambda n: n in top_names, top_lr))]
+    groups = [g for g in groups if g["params"]]
+    if top and not top_names:
+        raise ValueError("optim.unfreeze_top_layers: found no encoder layer to unfreeze")
     optimizer = torch.optim.AdamW(groups, lr=opt["lr"], fused=not cpu)
     scheduler = get_scheduler(opt["scheduler"], optimizer, num_warmup_steps=math.ceil(opt["warmup_ratio"] * total_steps),
                               num_training_steps=total_steps)
@@ -266,14 +284,26 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     if frozen and feature_files:
         from crest.evaluate.features import encoder_digest
 
-        cached = load_features(feature_files, encoder_digest(raw_model), opt["max_length"])
+        cached = load_features(feature_files, encoder_digest(raw_model, top), opt["max_length"], top)
 
     feature_counts = {"cached": 0, "encoded": 0}
 
-    def split_features(texts: list[str], ids: list[np.ndarray]) -> "torch.Tensor":
-        """Each text's head input: from the shared files where cached, else encoded here."""
+    def split_features(texts: list[str], ids: list[np.ndarray]) -> "torch.Tensor | list[np.ndarray]":
+        """Each text's head input (with top layers: the trained layer's input): from the shared
+        files where cached, else encoded here."""
         done = [i for i, t in enumerate(texts) if t in cached]
         todo = sorted(set(range(len(texts))) - set(done))
+        if top:
+            seqs = [cached[t] for t in texts] if not todo else [cached.get(t) for t in texts]
+            if todo:
+                encoded = head_features(raw_model, [ids[i] for i in todo], pad_id, pad_to=opt["pad_to"],
+                                        batch_tokens=eval_tokens, max_batch_size=eval_size, device=acc.device,
+                                        autocast=acc.autocast, top_layers=top)
+                for i, seq in zip(todo, encoded, strict=True):
+                    seqs[i] = seq
+            feature_counts["cached"] += len(done)
+            feature_counts["encoded"] += len(todo)
+            return seqs
         out = torch.empty((len(texts), 1, raw_model.config.hidden_size), dtype=torch.float32, device=acc.device)
         if done:
             out[done, 0] = torch.from_numpy(np.stack([cached[texts[i]] for i in done])).to(acc.device)
@@ -302,6 +332,8 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     def logits_of(split: str, b, input_ids, mask):
         """The classifier's logits for rows `b` of a split: from the cached encoder features when
         the encoder is frozen, else a full forward (DDP-wrapped while training)."""
+        if frozen and top:
+            return top_logits(raw_model, [features[split][i] for i in b], acc.device).float()
         if frozen:
             return raw_model.classifier(features[split][torch.as_tensor(np.asarray(b), device=acc.device)]).float()
         net = model if split == "train" else raw_model
@@ -501,9 +533,11 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
         summary["features"] = feature_counts if frozen else None
         export_model(best_dir, out_dir, tokenizer, settings, summary, data_info or {},
                      state_dir / "metrics.jsonl")
+        if top:  # how Guard reads cached features of this model (crest.guard.toplayer)
+            write_json({**load_guard_file(out_dir), TOP_KEY: top}, out_dir / GUARD_FILE)
         if settings.get("calibrate"):
             summary["calibration"] = calibrate_exported(
-                out_dir, val_rows, val_ids, features.get("validation") if cpu else None, settings, opt["max_length"],
+                out_dir, val_rows, val_ids, features.get("validation") if cpu else None, settings, opt["max_length"], top,
                 *((raw_model, tokenizer) if cpu and frozen else ()))
         if not keep:
             for path in [p for _, p in _checkpoints(state_dir)] + [best_dir]:
