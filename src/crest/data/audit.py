@@ -84,7 +84,8 @@ def audit_settings(config: Mapping[str, Any]) -> dict[str, Any]:
     audit = config["data"]["audit"]
     optim = size_optim(config, audit["encoder"])
     return {**{k: audit[k] for k in ("folds", "seed", "C", "top")},
-            "features": {k: optim[k] for k in FEATURE_OPTIM_KEYS}}
+            # the head's input (first-token features) whatever layers the models train
+            "features": {k: optim[k] for k in FEATURE_OPTIM_KEYS if k != "unfreeze_top_layers"}}
 
 
 def audit_encoder(config: Mapping[str, Any], run_dir: str | Path) -> tuple[str, list[str]]:
