@@ -3,6 +3,7 @@
 #             (optional sources, e.g. gated cultural sets: eval/sources/{source}.parquet, never failing)
 #   scoring:  one job per model (loaded once) over every set -> eval/{arm}/{size}/seed{seed}/{benchmark}/{lang}
 #             .parquet (id, prob_unsafe, label) + .metrics.json; baselines -> eval/baselines/{name}/...
+#   transfer: metrics + roles + both language maps -> eval/transfer.tsv, transfer.json, {paper}/figures/transfer_distance
 #   outputs:  eval/metrics.csv -> {paper}/tables/*.{csv,md,tex}, {paper}/figures/*.{png,pdf}, {paper}/qc/
 #             (paper = paper/ for the paper config, results/{run}/paper/ otherwise); all in `snakemake --report`.
 # Included after train.smk: the models to score come from its trained_models().
@@ -228,6 +229,44 @@ if EV.sets:
         shell:
             "crest evaluate null --metrics {input.metrics} --info {input.info} --out {output} > {log} 2>&1"
 
+    if EV.transfer:
+
+        rule eval_transfer:
+            input:
+                means=EV.transfer["inputs"]["means"],
+                clusters=EV.transfer["inputs"]["clusters"],
+                typology=EV.transfer["inputs"]["typology"],
+                metrics=f"{EV.dir}/metrics.csv",
+                preds=f"{EV.dir}/predictions.parquet",
+                roles=f"{EV.dir}/roles.tsv",
+                info=EV.roles_inputs()["info"],
+                table=resolve(config["languages"]["table"]),
+            output:
+                rows=EV.transfer["outputs"]["rows"],
+                summary=EV.transfer["outputs"]["summary"],
+                png=report(
+                    EV.transfer["figure"]["png"],
+                    caption="../report/transfer_distance.rst",
+                    category="2. Figures",
+                    labels={"figure": "transfer_distance"},
+                ),
+                pdf=EV.transfer["figure"]["pdf"],
+            params:
+                options=shell_json(EV.transfer["options"]),
+                typology=f"--typology-dir {EV.transfer['typology_dir']}" if EV.transfer["typology_dir"] else "",
+                benchmarks=" ".join(["--benchmarks", *EV.transfer["benchmarks"]]) if EV.transfer["benchmarks"] else "",
+                bootstrap=shell_json(EV.section.get("bootstrap", {})),
+                figure=lambda wc, output: output.png.removesuffix(".png"),
+            log:
+                f"{RUN}/logs/evaluate/transfer.log",
+            conda:
+                "../../envs/crest.yaml"
+            shell:
+                "crest evaluate transfer --metrics {input.metrics} --predictions {input.preds} --roles {input.roles}"
+                " --info {input.info} --means {input.means} --clusters {input.clusters} --cluster-options {params.options}"
+                " {params.typology} --languages {input.table} {params.benchmarks} --bootstrap {params.bootstrap}"
+                " --out {output.rows} --summary {output.summary} --figure {params.figure} > {log} 2>&1"
+
     rule eval_roles:
         input:
             unpack(lambda wc: EV.roles_inputs()),
@@ -255,6 +294,7 @@ if EV.sets:
             roles=f"{EV.dir}/roles.tsv",
             significance=f"{EV.dir}/significance.tsv",
             null_control=f"{EV.dir}/null_control.tsv",
+            transfer=[EV.transfer["outputs"]["summary"]] if EV.transfer else [],
             spec=resolve(EV.section["tables"]),
         output:
             index=report(
@@ -277,6 +317,7 @@ if EV.sets:
         params:
             order=shell_json(EV.order()),
             out=lambda wc, output: Path(output.index).parent,
+            transfer=lambda wc, input: f"--transfer {input.transfer}" if input.transfer else "",
         log:
             f"{RUN}/logs/evaluate/tables.log",
         conda:
@@ -284,7 +325,7 @@ if EV.sets:
         shell:
             "crest evaluate tables --metrics {input.metrics} --spec {input.spec} --out-dir {params.out}"
             " --predictions {input.preds} --roles {input.roles} --significance {input.significance}"
-            " --null-control {input.null_control} --order {params.order} > {log} 2>&1"
+            " --null-control {input.null_control} {params.transfer} --order {params.order} > {log} 2>&1"
 
     if EV.section.get("readme"):
 

@@ -8,6 +8,10 @@
     crest evaluate summary  --out eval/metrics.csv --groups JSON [--clusters clusters.tsv] METRICS_JSON...
     crest evaluate roles    --out eval/roles.tsv --info train/A/data.json... --clusters clusters.tsv... --langs L...
     crest evaluate significance --metrics eval/metrics.csv --predictions eval/predictions.parquet --roles eval/roles.tsv --out eval/significance.tsv
+    crest evaluate transfer --metrics eval/metrics.csv --predictions eval/predictions.parquet --roles eval/roles.tsv
+                            --info train/A/data.json... --means language_means.parquet --clusters clusters.tsv
+                            [--typology-dir clusters/typology] --out eval/transfer.tsv --summary eval/transfer.json
+                            --figure paper/figures/transfer_distance
     crest evaluate tables   --metrics eval/metrics.csv --spec paper/tables.yaml --out-dir paper/tables
     crest evaluate figures  --metrics eval/metrics.csv --out-dir paper/figures --groups JSON
     crest evaluate qc       --out-dir paper/qc --sets SET_JSON... [--data-stats ...] [--translation-qc ...] [--models ...]
@@ -232,6 +236,43 @@ def _roles(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(df)} rows; " + ", ".join(f"{r} {n}" for r, n in df["role"].value_counts().items()))
 
 
+def _transfer(args: argparse.Namespace) -> None:
+    from crest.cluster.cli import options_from_config
+    from crest.evaluate.aggregate import read_predictions
+    from crest.evaluate.collect import read_metrics_csv
+    from crest.evaluate.null import shuffled_arms
+    from crest.evaluate.roles import arm_info, read_cluster_tsv, read_roles
+    from crest.evaluate.transfer import (TransferError, embedding_map, model_infos, transfer_figure, transfer_rows,
+                                         transfer_summary, typology_maps, write_rows)
+    from crest.io import write_json
+    from crest.languages import load_languages
+    from crest.paths import resolve
+
+    for path in [args.metrics, args.predictions, args.means, args.clusters, *args.info]:
+        if not Path(path).is_file():
+            raise TransferError(f"transfer: input {path} does not exist")
+    table = load_languages(resolve(args.languages)) if args.languages else load_languages()
+    opts = options_from_config(_json(args.cluster_options) if args.cluster_options else {})
+    maps = [embedding_map(args.means, opts, read_cluster_tsv(args.clusters))]
+    described = {"embedding": f"{args.means} ({Path(args.clusters).parent.name} clusters)"}
+    if args.typology_dir:
+        maps += typology_maps(args.typology_dir, opts)
+        described["typology"] = f"URIEL vectors, {Path(args.typology_dir) / 'vectors.parquet'}"
+    metrics = read_metrics_csv(args.metrics)
+    preds = read_predictions(args.predictions)
+    models = model_infos(metrics, [arm_info(p) for p in args.info], list(shuffled_arms(args.info)))
+    rows, seen, notes = transfer_rows(metrics, preds, models, maps, table, read_roles(args.roles) if args.roles else None,
+                                      benchmarks=args.benchmarks or None)
+    write_rows(rows, args.out)
+    summary = transfer_summary(rows, _json(args.bootstrap) if args.bootstrap else {}, notes, described)
+    write_json(summary, args.summary)
+    if args.figure:
+        transfer_figure(rows, seen, summary, args.figure)
+    corr = [r for r in summary["correlations"] if r["metric"] == "auroc" and r["predictor"] in ("dist_embedding", "dist_typology")]
+    print(f"{args.out}: {len(rows)} rows, {summary['models'].__len__()} models, {len(summary['languages'])} languages; "
+          + "; ".join(f"rho({r['predictor']}, AUROC drop) {r['rho']:.3f} [{r['lo']:.3f}, {r['hi']:.3f}]" for r in corr))
+
+
 def _tables(args: argparse.Namespace) -> None:
     from crest.evaluate.collect import read_metrics_csv
     from crest.evaluate.tables import load_table_specs, write_tables
@@ -246,6 +287,10 @@ def _tables(args: argparse.Namespace) -> None:
     extra = [significance_table(sig, point) for point in ("default", "calibrated", "threshold_free")] if sig is not None else []
     null = read_null_control(args.null_control)
     extra += [null_control_table(null)] if null is not None else []
+    if args.transfer:
+        from crest.evaluate.transfer import read_summary, transfer_tables
+
+        extra += transfer_tables(read_summary(args.transfer))
     banner = None
     if df["random_translator"].astype(bool).any():
         banner = ("Numbers marked * rest on the random-weight demo translator (or on models trained on its "
@@ -423,6 +468,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--roles", type=Path, help="eval/roles.tsv: the `role` and `family` of every set")
     p.add_argument("--significance", type=Path, help="eval/significance.tsv: the significance table and marks")
     p.add_argument("--null-control", type=Path, help="eval/null_control.tsv: the null_control table")
+    p.add_argument("--transfer", type=Path, help="eval/transfer.json: the transfer, transfer_fit, transfer_arms tables")
+
+    p = add("transfer", "does the language map predict transfer? (transfer.tsv, transfer.json, figure)", _transfer)
+    p.add_argument("--metrics", required=True, type=Path)
+    p.add_argument("--predictions", required=True, type=Path)
+    p.add_argument("--roles", type=Path, help="eval/roles.tsv: each row's role")
+    p.add_argument("--info", nargs="+", required=True, help="train/{arm}/data.json of every evaluated arm")
+    p.add_argument("--means", required=True, type=Path, help="the embed stage's language_means.parquet")
+    p.add_argument("--clusters", required=True, type=Path, help="clusters/{method}/clusters.tsv of the embedding map")
+    p.add_argument("--cluster-options", help="JSON of the cluster config section (layer, center, normalize, pca)")
+    p.add_argument("--typology-dir", type=Path, help="clusters/typology (the URIEL map)")
+    p.add_argument("--languages", help="language table (script, tier, CC-100 size; default config/languages.tsv)")
+    p.add_argument("--benchmarks", nargs="*", default=[], help="benchmarks the drop is computed on (default: every "
+                   "parallel held-out benchmark with both classes in two or more languages)")
+    p.add_argument("--bootstrap", help="JSON: resamples, level, seed (evaluate.bootstrap)")
+    p.add_argument("--out", required=True, type=Path, help="eval/transfer.tsv")
+    p.add_argument("--summary", required=True, type=Path, help="eval/transfer.json")
+    p.add_argument("--figure", type=Path, help="figure stem: .png and .pdf are written")
 
     p = add("readme", "the README's demo section from this run's tables ({paper}/readme_tables.md)", _readme)
     p.add_argument("--tables-dir", required=True, type=Path)

@@ -307,6 +307,16 @@ def check_evaluate(config: dict[str, Any], table: dict[str, Language], origin: s
     for name, spec in section.get("baselines", {}).items():
         if spec.get("system_prompt_file") and not resolve(spec["system_prompt_file"]).is_file():
             raise err(f"evaluate.baselines.{name}.system_prompt_file: {spec['system_prompt_file']!r} not found")
+    for i, name in enumerate((section.get("transfer") or {}).get("benchmarks") or []):
+        spec = section.get("benchmarks", {}).get(name)
+        if spec is None:
+            raise err(f"evaluate.transfer.benchmarks[{i}]: {name!r} is not a key of evaluate.benchmarks "
+                      f"({', '.join(section.get('benchmarks', {})) or 'none'})")
+        from crest.evaluate.aggregate import parallel_languages
+
+        if not parallel_languages("sources" if "sources" in spec else "corpus", spec):
+            raise err(f"evaluate.transfer.benchmarks[{i}]: {name!r} is not parallel (its languages are not "
+                      f"translations of one set of prompts), so it cannot measure a drop between languages")
     for arm in section.get("arms") or []:
         if arm in RESERVED_ARMS:
             raise err(f"evaluate.arms: {arm!r} is reserved (a directory of eval/)")

@@ -56,6 +56,7 @@ class EvalPlan:
         self.sizes = sorted({z for _, z, _ in self.models})
         self.cluster = self._cluster_files()
         self.figures = list(FIGURES) + (["language_map"] if self.cluster else [])
+        self.transfer = self._transfer()
 
     def frozen(self, size: str) -> bool:
         """Whether models of `size` train their head only (optim.freeze_encoder): they then share one
@@ -114,6 +115,29 @@ class EvalPlan:
         base = f"{self.run}/clusters/{method}"
         return {"clusters": f"{base}/clusters.tsv", "map": f"{base}/figures/{'map_umap' if umap else 'map_pca'}.png"}
 
+    def _transfer(self) -> dict[str, Any]:
+        """Rule eval_transfer's files and options (issue 23: does the language map predict transfer?),
+        or {} when it has nothing to read: no trained model, no benchmark, no embedding map, or
+        `evaluate.transfer.enabled: false`."""
+        from crest.cluster.config import TYPOLOGY, typology_enabled
+        from crest.embed.config import embed_targets
+
+        section = self.section.get("transfer") or {}
+        if not (self.sets and self.models and self.cluster and section.get("enabled", True)):
+            return {}
+        cluster = dict(self.config.get("cluster") or {})
+        base = f"{self.run}/clusters"
+        typology = f"{base}/{TYPOLOGY}" if typology_enabled(self.config) else None
+        inputs = {"means": embed_targets(self.config, self.run)[0],
+                  "clusters": f"{base}/{(cluster.get('methods') or ['kmeans'])[0]}/clusters.tsv",
+                  "typology": [f"{typology}/{n}" for n in ("vectors.parquet", "clusters.tsv", "typology.json")]
+                  if typology else []}
+        options = {k: v for k, v in cluster.items() if k not in ("anchors", "typology")}
+        return {"inputs": inputs, "typology_dir": typology, "options": options,
+                "benchmarks": list(section.get("benchmarks") or []),
+                "outputs": {"rows": f"{self.dir}/transfer.tsv", "summary": f"{self.dir}/transfer.json"},
+                "figure": {ext: f"{self.paper}/figures/transfer_distance.{ext}" for ext in ("png", "pdf")}}
+
     def roles_inputs(self) -> dict[str, list[str]]:
         """What roles.tsv is computed from: every evaluated arm's data.json, the clusters.tsv of
         every anchor source (an arm's anchors say which it uses; the first is the default), the
@@ -166,7 +190,12 @@ class EvalPlan:
         from crest.evaluate.tables import EXTRA_TABLES, load_table_specs, table_variants
 
         ids = [v for t in load_table_specs(resolve(self.section["tables"])) for v, _, _ in table_variants(t)]
-        return ids + list(EXTRA_TABLES)
+        ids += list(EXTRA_TABLES)
+        if self.transfer:
+            from crest.evaluate.transfer import TABLE_IDS
+
+            ids += list(TABLE_IDS)
+        return ids
 
     def outputs(self) -> list[str]:
         """Targets of `rule all` (none when no benchmark is configured)."""
@@ -180,6 +209,8 @@ class EvalPlan:
         out += [f"{self.paper}/figures/{f}.{ext}" for f in self.figures for ext in ("png", "pdf")]
         if self.section.get("readme"):
             out.append(f"{self.paper}/readme_tables.md")  # the README's demo section (rule readme_tables)
+        if self.transfer:
+            out += [*self.transfer["outputs"].values(), *self.transfer["figure"].values()]
         return out
 
     def qc_translation_files(self) -> list[str]:
