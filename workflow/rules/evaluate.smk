@@ -338,7 +338,7 @@ if EV.sets:
             params:
                 spec=shell_json(EV.section["readme"]),
                 tables=lambda wc, input: Path(input.index).parent,
-                label=EV.paper,
+                label=lambda wc, output: Path(output[0]).parent,  # how the section names {paper}
             log:
                 f"{RUN}/logs/evaluate/readme_tables.log",
             conda:
