@@ -95,3 +95,53 @@ def tiny_classifier(tmp_path_factory) -> Path:
     from crest.tiny import build_tiny_xlmr
 
     return build_tiny_xlmr(tmp_path_factory.mktemp("tiny_classifier") / "m", num_labels=2, extra_symbols=[TRIGGER])
+
+
+# --- a trained tiny guard (crest.guard tests: ONNX export, the serve page) ---------------------------
+def toy_rows(n: int, seed: int, langs=("en", "de", "fr"), unsafe: float = 0.5):
+    """Labelled rows of 3-12 CLDR words of a language, TRIGGER in the unsafe ones."""
+    import random
+
+    import pandas as pd
+
+    from crest.tiny import sample_texts
+
+    words = {lang: [w for w in sample_texts((lang,)) if " " not in w][:150] for lang in langs}
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        lang, label = langs[i % len(langs)], int(rng.random() < unsafe)
+        ws = [rng.choice(words[lang]) for _ in range(rng.randint(3, 12))]
+        if label:
+            ws.insert(rng.randrange(len(ws) + 1), TRIGGER)
+        rows.append({"text": " ".join(ws), "label": label, "lang": lang, "split": "validation"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="session")
+def trained_guard(tmp_path_factory) -> Path:
+    """A tiny classifier trained (seconds, plain torch loop) to say unsafe iff TRIGGER occurs."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from crest.tiny import build_tiny_xlmr
+
+    out = build_tiny_xlmr(tmp_path_factory.mktemp("trained_guard") / "m", num_labels=2, extra_symbols=[TRIGGER],
+                          hidden_size=64, intermediate_size=128, num_heads=4)
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out, hidden_dropout_prob=0.0,
+                                                               attention_probs_dropout_prob=0.0)
+    train = toy_rows(1200, seed=0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for step in range(80):  # validation AUROC 1.0 from ~60 steps
+        batch = train.iloc[(step * 32) % (len(train) - 32):][:32]
+        enc = tok(batch["text"].tolist(), padding=True, return_tensors="pt")
+        loss = model(**enc, labels=torch.tensor(batch["label"].to_numpy())).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(out)
+    return out

@@ -5,7 +5,6 @@ numbers; `Guard.from_pretrained`, `crest classify` and the CLI load an export.""
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -13,56 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from crest.guard import Guard
 from crest.guard.onnx_export import GateRefused, Tolerances, export_onnx
 from crest.guard.onnx_guard import ONNX_FILES, OnnxGuard, load_guard
 from crest.paths import REPO_ROOT
-from crest.tiny import build_tiny_xlmr, sample_texts
-
-TRIGGER = "zyxbomb"  # as tests/conftest.py
-
-LANG_WORDS = {lang: [w for w in sample_texts((lang,)) if " " not in w][:150] for lang in ("en", "de", "fr")}
-
-
-def toy_rows(n: int, seed: int, langs=("en", "de", "fr"), unsafe: float = 0.5) -> pd.DataFrame:
-    """Labelled rows of 3-12 CLDR words of a language, TRIGGER in the unsafe ones."""
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        lang, label = langs[i % len(langs)], int(rng.random() < unsafe)
-        words = [rng.choice(LANG_WORDS[lang]) for _ in range(rng.randint(3, 12))]
-        if label:
-            words.insert(rng.randrange(len(words) + 1), TRIGGER)
-        rows.append({"text": " ".join(words), "label": label, "lang": lang, "split": "validation"})
-    return pd.DataFrame(rows)
-
-
-@pytest.fixture(scope="session")
-def trained_guard(tmp_path_factory) -> Path:
-    """A tiny classifier trained (seconds, plain torch loop) to say unsafe iff TRIGGER occurs."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    out = build_tiny_xlmr(tmp_path_factory.mktemp("onnx") / "m", num_labels=2, extra_symbols=[TRIGGER],
-                          hidden_size=64, intermediate_size=128, num_heads=4)
-    tok = AutoTokenizer.from_pretrained(out)
-    model = AutoModelForSequenceClassification.from_pretrained(out, hidden_dropout_prob=0.0,
-                                                               attention_probs_dropout_prob=0.0)
-    train = toy_rows(1200, seed=0)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    model.train()
-    for step in range(80):  # validation AUROC 1.0 from ~60 steps
-        batch = train.iloc[(step * 32) % (len(train) - 32):][:32]
-        enc = tok(batch["text"].tolist(), padding=True, return_tensors="pt")
-        loss = model(**enc, labels=torch.tensor(batch["label"].to_numpy())).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    model.save_pretrained(out)
-    return out
+from conftest import TRIGGER, toy_rows  # the trained_guard fixture is there too (shared with the page tests)
 
 
 @pytest.fixture(scope="session")

@@ -97,6 +97,10 @@ def load_records(source: Source, cache_dir: Path, offline: bool) -> tuple[list[d
         from crest.data.cldr import load_cldr
 
         records, prov = load_cldr(source.loader)
+    elif kind == "feedback":
+        from crest.data.feedback import load_feedback
+
+        records, prov = load_feedback(source.id, source.loader, source.origin)
     else:
         records, prov = _load_wheel(source, cache_dir)
     return records, {"loader": kind, **prov, "license": source.spec["license"],

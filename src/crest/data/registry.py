@@ -33,7 +33,12 @@ def load_registry(paths: Iterable[str | Path]) -> dict[str, Source]:
     sources: dict[str, Source] = {}
     for raw_path in paths:
         path = resolve(raw_path)
-        doc = validate(read_yaml(path), "datasets.schema.yaml", path)
+        doc = read_yaml(path)
+        if isinstance(doc, dict) and isinstance(doc.get("sources"), dict):
+            from crest.data.feedback import apply_defaults  # the feedback loader's fields, unless given
+
+            doc["sources"] = {sid: apply_defaults(spec) for sid, spec in doc["sources"].items()}
+        doc = validate(doc, "datasets.schema.yaml", path)
         for sid, spec in doc["sources"].items():
             if sid in sources:
                 raise ConfigError(f"{path}: source {sid!r} is already defined in {sources[sid].origin}")

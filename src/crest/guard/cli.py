@@ -161,14 +161,27 @@ def _export_onnx(args: argparse.Namespace) -> None:
 
 
 def _serve(args: argparse.Namespace) -> None:
-    from crest.guard.serve import Limits, serve
+    from crest.guard.feedback import FeedbackLimits
+    from crest.guard.serve import Limits, parse_models, read_token, serve
 
     quiet_loading()
     limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, batch_window_ms=args.batch_window_ms,
                     max_batch_texts=args.max_batch_texts)
+    feedback_limits = FeedbackLimits(max_text_chars=args.max_chars, max_rows=args.feedback_max_rows,
+                                     max_bytes=args.feedback_max_mb * 1024 * 1024)
+    parse_models(args.model, args.model_id)  # bad names fail before the port is bound
     serve(args.model, host=args.host, port=args.port, device=args.device, threshold=args.threshold,
           batch_size=args.batch_size, limits=limits, model_id=args.model_id, backend=args.backend,
-          precision=args.precision)
+          precision=args.precision, feedback_db=args.feedback_db, feedback_limits=feedback_limits,
+          no_feedback=args.no_feedback, token=read_token(args.token_file), shared_scoring=args.scoring == "shared")
+
+
+def _feedback_export(args: argparse.Namespace) -> None:
+    from crest.guard.feedback import export_feedback
+
+    db = args.db if args.db is not None else args.run_dir / "feedback" / "feedback.sqlite"
+    n = export_feedback(db, args.out)
+    print(f"{n} feedback records from {db} -> {args.out}")
 
 
 def _guardbench_export(args: argparse.Namespace) -> None:
@@ -213,8 +226,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", default="-", help="file, or - for stdin (default)")
     p.set_defaults(func=_classify)
 
-    p = sub.add_parser("serve", help="serve a trained guardrail over HTTP (JSON, micro-batched)")
-    p.add_argument("--model", required=True, help="model directory (or hub id org/name); safetensors only")
+    p = sub.add_parser("serve", help="serve trained guardrails over HTTP (JSON, micro-batched) and a red-team page")
+    p.add_argument("--model", required=True, action="append",
+                   help="model directory (or hub id org/name; safetensors only), or NAME=DIR; repeat for several "
+                        "guards side by side (the first is the default)")
     p.add_argument("--host", default="127.0.0.1", help="default: loopback only")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threshold", type=float, default=None,
@@ -225,9 +240,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (more: 413)")
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
     p.add_argument("--max-batch-texts", type=int, default=256, help="texts scored together at most")
-    p.add_argument("--model-id", help="the id answers name (default: --model as given)")
+    p.add_argument("--model-id", help="the id answers name (default: --model as given); one model only")
+    p.add_argument("--scoring", choices=["per-model", "shared"], default="per-model",
+                   help="one scoring worker per model (default), or one guard scoring at a time")
+    p.add_argument("--feedback-db", type=Path,
+                   help="SQLite file for POST /v1/feedback (default: RUN/feedback/feedback.sqlite of the first "
+                        "model inside a run directory; none: feedback off)")
+    p.add_argument("--no-feedback", action="store_true", help="keep no feedback")
+    p.add_argument("--feedback-max-rows", type=int, default=100_000, help="feedback rows kept at most")
+    p.add_argument("--feedback-max-mb", type=int, default=256, help="MiB of feedback text kept at most")
+    p.add_argument("--token-file", type=Path,
+                   help="require 'Authorization: Bearer TOKEN' on /v1/ (TOKEN: this file's first line; "
+                        "default: $CREST_SERVE_TOKEN when set, else no token)")
     add_backend(p)
     p.set_defaults(func=_serve)
+
+    fb = sub.add_parser("feedback", help="red-team feedback kept by crest serve").add_subparsers(
+        dest="feedback_command", required=True)
+    p = fb.add_parser("export", help="write the feedback database as JSONL (the registry's feedback loader reads it)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--db", type=Path, help="the SQLite file")
+    where.add_argument("--run-dir", type=Path, default=Path("results/demo"),
+                       help="its run directory (RUN/feedback/feedback.sqlite; default results/demo)")
+    p.add_argument("--out", type=Path, required=True, help="JSONL file, written atomically")
+    p.set_defaults(func=_feedback_export)
 
     guard = sub.add_parser("guard", help="guardrail utilities").add_subparsers(dest="guard_command", required=True)
     p = guard.add_parser("calibrate", help="choose and store the threshold for a target recall or FPR")

@@ -14,13 +14,23 @@ the requests in flight are answered, then the worker stops.
 `{"id", "model", "results": [{"flagged", "categories", "category_scores", ...}]}`), so gateways
 that call OpenAI's moderation (LiteLLM's `openai_moderation` guardrail, the `openai` client) use
 the guard by pointing their base URL here. The binary guard fills one category, `unsafe`.
+
+Several named guards can be served at once (`--model crest=DIR --model english=DIR`): each has its
+own scoring worker; `/v1/classify` and `/v1/moderations` take a `model` field (default: the first);
+`/v1/model` lists them all. `GET /` is a red-team page (crest.guard.page: no asset from outside),
+and `POST /v1/feedback` keeps what a person says a guard got wrong (crest.guard.feedback).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
+import math
+import re
 import queue
 import socket
 import threading
@@ -29,10 +39,12 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from fastapi import Request  # at module level: FastAPI reads the route's annotation by name
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crest.guard.feedback import FeedbackFull, FeedbackLimits, FeedbackStore
 from crest.guard.loading import check_threshold
 from crest.guard.model import Guard, load_guard_file
 from crest.guard.onnx_guard import load_guard
@@ -67,6 +79,8 @@ class ClassifyRequest(BaseModel):
     threshold: float | None = None
     lang: str | None = None
     langs: list[str | None] | None = None
+    model: str | None = None  # which served guard (default: the first)
+    detail: bool = False  # also say, per text, how many tokens and sliding windows were scored
 
 
 MODERATION_CATEGORY = "unsafe"  # the one category a binary guard fills in /v1/moderations
@@ -85,8 +99,31 @@ class ModerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     input: str | list[str | TextPart]
-    model: str | None = None
+    model: str | None = None  # a served guard's name picks it; any other name (OpenAI's) the first
     lang: str | None = None
+
+
+class GuardScore(BaseModel):
+    """What the page showed for one guard when the person said it was wrong."""
+
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field(max_length=200)
+    prob_unsafe: float = Field(ge=0, le=1)
+    threshold: float = Field(ge=0, le=1)
+    verdict: Literal["safe", "unsafe"]
+    threshold_from: str | None = Field(default=None, max_length=40)
+
+
+class FeedbackRequest(BaseModel):
+    """POST /v1/feedback: the text, the label the person says is right, what each guard said."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{8,64}$")  # the client's, for retries
+    text: str
+    label: Literal["safe", "unsafe"]
+    lang: str | None = Field(default=None, max_length=35)
+    note: str | None = None
+    scores: list[GuardScore] = Field(default_factory=list, max_length=32)
 
 
 @dataclass
@@ -98,12 +135,14 @@ class _Job:
 class MicroBatcher:
     """One worker thread that gathers queued requests for a short window and scores them together."""
 
-    def __init__(self, guard: Guard, limits: Limits) -> None:
+    def __init__(self, guard: Guard, limits: Limits, score_lock: threading.Lock | None = None,
+                 name: str = "crest-serve-batcher") -> None:
         self.guard, self.limits = guard, limits
+        self.score_lock = score_lock or contextlib.nullcontext()  # shared by all models: one at a time
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.batches = 0  # Guard.score calls, for /v1/model and the tests
         self.largest_batch = 0
-        self.thread = threading.Thread(target=self._run, name="crest-serve-batcher", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self.thread.start()
@@ -151,7 +190,8 @@ class MicroBatcher:
             stopping = stopping or saw_stop
             texts = [t for job in batch for t in job.texts]
             try:
-                probs = self.guard.score(texts)
+                with self.score_lock:
+                    probs = self.guard.score(texts)
             except Exception as e:  # a failed batch fails its requests, not the server
                 log.exception("scoring a batch of %d texts failed", len(texts))
                 for job in batch:
@@ -165,16 +205,33 @@ class MicroBatcher:
                 start += len(job.texts)
 
 
-def model_summary(guard: Guard, model_dir: Path | None, model_id: str) -> dict[str, Any]:
-    """What /v1/model says: the model, its threshold and how it was chosen, its window."""
-    import json
+def weights_revision(model_dir: Path | None) -> str | None:
+    """The first 12 hex digits of the SHA-256 of the weights file (model.safetensors, or the ONNX
+    file): which weights answered, recorded with each feedback."""
+    if model_dir is None:
+        return None
+    for name in ("model.safetensors", "model.int8.onnx", "model.onnx"):
+        path = model_dir / name
+        if path.is_file():
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 22):
+                    digest.update(chunk)
+            return digest.hexdigest()[:12]
+    return None
 
+
+def model_summary(guard: Guard, model_dir: Path | None, model_id: str) -> dict[str, Any]:
+    """What /v1/model says: the model, its threshold and how it was chosen, its window, and the
+    facts of its card (task, training languages, revision, validation F1) where it has them."""
     summary: dict[str, Any] = {"model": model_id, "threshold": guard.threshold, "max_length": guard.max_length,
                                "window_tokens": guard.window, "stride_tokens": guard.stride,
                                "labels": {int(k): v for k, v in (guard.config.id2label or {}).items()},
                                "backend": f"onnxruntime {guard.precision}" if hasattr(guard, "session") else "torch",
                                "language_thresholds": dict(guard.lang_thresholds),
                                "moderation_categories": [MODERATION_CATEGORY]}
+    facts: dict[str, Any] = {"task": "safety", "languages": None, "revision": weights_revision(model_dir),
+                             "validation_f1": None}
     if model_dir is not None:
         stored = load_guard_file(model_dir)
         summary["calibration"] = stored.get("calibration")
@@ -187,28 +244,86 @@ def model_summary(guard: Guard, model_dir: Path | None, model_id: str) -> dict[s
             card = json.loads(provenance.read_text(encoding="utf-8"))
             summary["card"] = {k: card[k] for k in ("run", "arm", "size", "seed", "encoder", "languages",
                                                     "translator_is_random") if k in card}
+            facts["task"] = card.get("task") or facts["task"]
+            facts["languages"] = card.get("languages")
+            facts["validation_f1"] = (card.get("training") or {}).get("best_f1")
+            facts["arm"] = card.get("arm")
+    summary["facts"] = facts
     return summary
 
 
-def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, limits: Limits | None = None):
-    """The ASGI app. The batcher starts and stops with the app's lifespan."""
+@dataclass
+class ServedModel:
+    """One named guard of a server: what it scores with, where it came from, its worker."""
+
+    name: str
+    guard: Guard
+    model_dir: Path | None = None
+    batcher: MicroBatcher | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None, model_dir: Path | None = None,
+               limits: Limits | None = None, feedback: FeedbackStore | None = None, token: str | None = None,
+               shared_scoring: bool = False):
+    """The ASGI app for one guard (`guard`, `model_id`, `model_dir`) or several named ones (a list of
+    ServedModel; the first is the default). Each guard has its own scoring worker, unless
+    `shared_scoring`: then one lock lets one guard score at a time (measured in docs/guard.md).
+    `feedback`: where POST /v1/feedback writes (None: feedback is off). `token`: every /v1/ route
+    then needs `Authorization: Bearer <token>` (401 otherwise); `/`, its assets and /healthz stay open.
+    The workers start and stop with the app's lifespan."""
     from fastapi import FastAPI, HTTPException
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
+
+    from crest.guard import page
 
     limits = limits or Limits()
-    batcher = MicroBatcher(guard, limits)
+    models = guard if isinstance(guard, list) else [ServedModel(model_id or "model", guard, model_dir)]
+    if not models:
+        raise ValueError("no model to serve")
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must differ: {', '.join(names)}")
+    lock = threading.Lock() if shared_scoring else None
+    for m in models:
+        m.batcher = MicroBatcher(m.guard, limits, score_lock=lock, name=f"crest-serve-{m.name}")
+        m.summary = model_summary(m.guard, m.model_dir, m.name)
+    by_name = {m.name: m for m in models}
+    default = models[0]
+    batchers = [m.batcher for m in models]
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
-        batcher.start()
+        for b in batchers:
+            b.start()
         try:
             yield
         finally:
-            await asyncio.to_thread(batcher.stop)  # after uvicorn has answered the requests in flight
+            for b in batchers:  # after uvicorn has answered the requests in flight
+                await asyncio.to_thread(b.stop)
+            if feedback is not None:
+                feedback.close()
 
-    app = FastAPI(title="crest guard", lifespan=lifespan)
-    app.state.batcher = batcher
-    summary = model_summary(guard, model_dir, model_id)
+    app = FastAPI(title="crest guard", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.batcher = default.batcher  # the default model's worker
+    app.state.models = by_name
+    app.state.feedback = feedback
+
+    if token is not None:
+        expected = f"Bearer {token}".encode()
+
+        @app.middleware("http")
+        async def bearer(request: Request, call_next):
+            if request.url.path.startswith("/v1/"):
+                given = request.headers.get("authorization", "").encode()
+                if not hmac.compare_digest(given, expected):
+                    return JSONResponse(status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                                        content={"error": "unauthorized",
+                                                 "detail": "this server needs 'Authorization: Bearer <token>'"})
+            return await call_next(request)
 
     def too_large(detail: str, limit: int, got: int) -> JSONResponse:
         return JSONResponse(status_code=413, content={"error": "request too large", "detail": detail,
@@ -227,6 +342,20 @@ def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, li
                              limits.max_chars, len(texts[longest]))
         return None
 
+    def pick(name: str | None) -> ServedModel:
+        if name is None:
+            return default
+        if name not in by_name:
+            raise HTTPException(status_code=422, detail=f"no model {name!r} here; served: {', '.join(names)}")
+        return by_name[name]
+
+    def windows_of(g: Guard, texts: list[str]) -> tuple[list[int], list[int]]:
+        """Tokens and sliding windows per text, as Guard.score splits them."""
+        from crest.guard.windows import window_starts
+
+        ids = g.tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
+        return [len(x) for x in ids], [len(window_starts(len(x), g.window, g.stride)) for x in ids]
+
     @app.post("/v1/classify")
     async def classify(req: ClassifyRequest):
         app.state.in_flight += 1  # one event loop: no lock needed
@@ -236,6 +365,8 @@ def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, li
             app.state.in_flight -= 1
 
     async def _classify(req: ClassifyRequest):
+        served = pick(req.model)
+        g = served.guard
         if (req.text is None) == (req.texts is None):
             raise HTTPException(status_code=422, detail="give exactly one of 'text' (a string) and 'texts' (a list)")
         texts = [req.text] if req.text is not None else req.texts
@@ -248,15 +379,18 @@ def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, li
             raise HTTPException(status_code=422, detail="give 'lang' (one for all) or 'langs' (one per text), not both")
         langs = req.lang if req.langs is None else req.langs
         try:
-            threshold = guard.threshold if req.threshold is None else check_threshold(req.threshold)
-            thresholds, origin = guard.thresholds(len(texts), langs, req.threshold)
+            threshold = g.threshold if req.threshold is None else check_threshold(req.threshold)
+            thresholds, origin = g.thresholds(len(texts), langs, req.threshold)
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
-        probs = await asyncio.wrap_future(batcher.submit(list(texts)))
-        return {"model": model_id, "threshold": threshold, "prob_unsafe": [float(p) for p in probs],
-                "labels": ["unsafe" if p >= t else "safe" for p, t in zip(probs, thresholds, strict=True)],
-                "thresholds": [float(t) for t in thresholds], "threshold_from": origin,
-                "langs": langs if isinstance(langs, list) else [langs] * len(texts)}
+        probs = await asyncio.wrap_future(served.batcher.submit(list(texts)))
+        answer = {"model": served.name, "threshold": threshold, "prob_unsafe": [float(p) for p in probs],
+                  "labels": ["unsafe" if p >= t else "safe" for p, t in zip(probs, thresholds, strict=True)],
+                  "thresholds": [float(t) for t in thresholds], "threshold_from": origin,
+                  "langs": langs if isinstance(langs, list) else [langs] * len(texts)}
+        if req.detail:
+            answer["tokens"], answer["windows"] = await asyncio.to_thread(windows_of, g, list(texts))
+        return answer
 
     @app.post("/v1/moderations")
     async def moderations(req: ModerationRequest):
@@ -267,6 +401,7 @@ def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, li
             app.state.in_flight -= 1
 
     async def _moderations(req: ModerationRequest):
+        served = by_name.get(req.model, default) if req.model is not None else default
         items = [req.input] if isinstance(req.input, str) else req.input
         if not items:
             raise HTTPException(status_code=422, detail="'input' is empty")
@@ -280,47 +415,169 @@ def create_app(guard: Guard, *, model_id: str, model_dir: Path | None = None, li
         refused = check_texts(texts)
         if refused is not None:
             return refused
-        thresholds, _ = guard.thresholds(len(texts), req.lang)
-        probs = await asyncio.wrap_future(batcher.submit(texts))
-        return {"id": f"modr-{uuid.uuid4().hex}", "model": model_id, "results": [
+        thresholds, _ = served.guard.thresholds(len(texts), req.lang)
+        probs = await asyncio.wrap_future(served.batcher.submit(texts))
+        return {"id": f"modr-{uuid.uuid4().hex}", "model": served.name, "results": [
             {"flagged": bool(p >= t), "categories": {MODERATION_CATEGORY: bool(p >= t)},
              "category_scores": {MODERATION_CATEGORY: float(p)},
              "category_applied_input_types": {MODERATION_CATEGORY: ["text"]}}
             for p, t in zip(probs, thresholds, strict=True)]}
 
+    def model_entry(m: ServedModel) -> dict[str, Any]:
+        return {**m.summary, "batches_scored": m.batcher.batches, "largest_batch": m.batcher.largest_batch}
+
     @app.get("/v1/model")
     async def model():
-        return {**summary, "limits": vars(limits), "batches_scored": batcher.batches,
-                "largest_batch": batcher.largest_batch}
+        """The default model's summary (as with one model), and `models`: every served guard."""
+        return {**model_entry(default), "limits": vars(limits), "models": [model_entry(m) for m in models],
+                "scoring": "shared" if shared_scoring else "per-model",
+                "feedback": None if feedback is None else {"enabled": True, **vars(feedback.limits)}}
+
+    flimits = feedback.limits if feedback is not None else None
+
+    def refuse(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
+        return JSONResponse(status_code=status, content={"error": error, "detail": detail, **extra})
+
+    @app.post("/v1/feedback")
+    async def post_feedback(request: Request):
+        if feedback is None:
+            return refuse(404, "feedback is off", "this server keeps no feedback (start crest serve with "
+                          "--feedback-db, or serve a model of a run directory)")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > flimits.max_body_bytes:
+                return refuse(413, "request too large", f"body over {flimits.max_body_bytes} bytes",
+                              limit=flimits.max_body_bytes, got=len(body))
+        try:
+            req = FeedbackRequest.model_validate_json(bytes(body))
+        except ValidationError as e:
+            first = e.errors()[0]
+            where = ".".join(str(x) for x in first.get("loc", ())) or "body"
+            return refuse(422, "invalid feedback", f"{where}: {first.get('msg')}")
+        if not req.text.strip():
+            return refuse(422, "invalid feedback", "the text is empty: there is nothing to keep")
+        for what, value, cap in (("text", req.text, flimits.max_text_chars), ("note", req.note or "",
+                                                                           flimits.max_note_chars)):
+            if len(value) > cap:
+                return refuse(413, "request too large", f"the {what} has {len(value)} characters; at most {cap}",
+                              limit=cap, got=len(value))
+        if any(not (math.isfinite(s.prob_unsafe) and math.isfinite(s.threshold)) for s in req.scores):
+            return refuse(422, "invalid feedback", "scores must be finite")
+        record = {"id": req.id, "text": req.text, "label": req.label, "lang": req.lang, "note": req.note,
+                  "scores": [s.model_dump() for s in req.scores],
+                  "models": {m.name: {"revision": m.summary["facts"]["revision"],
+                                      "path": str(m.model_dir) if m.model_dir else None} for m in models}}
+        try:
+            fid, new = await asyncio.to_thread(feedback.add, record)
+        except FeedbackFull as e:
+            return refuse(507, "feedback database full", str(e))
+        return JSONResponse(status_code=201 if new else 200, content={"id": fid, "stored": new, "duplicate": not new})
+
+    @app.get("/")
+    async def index():
+        return Response(page.html(), media_type="text/html; charset=utf-8", headers=page.HEADERS)
+
+    @app.get("/page.js")
+    async def page_js():
+        return Response(page.asset("page.js"), media_type="text/javascript; charset=utf-8", headers=page.HEADERS)
+
+    @app.get("/page.css")
+    async def page_css():
+        return Response(page.asset("page.css"), media_type="text/css; charset=utf-8", headers=page.HEADERS)
+
+    @app.get("/favicon.ico")
+    async def favicon():
+        return Response(status_code=204)
 
     @app.get("/healthz")
     async def healthz():
-        alive = batcher.thread.is_alive()
+        alive = all(b.thread.is_alive() for b in batchers)
         return JSONResponse(status_code=200 if alive else 503,
                             content={"status": "ok" if alive else "down", "in_flight": app.state.in_flight})
 
     return app
 
 
-def serve(model: str | Path, *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
+def parse_models(specs: list[str], model_id: str | None = None) -> list[tuple[str, str]]:
+    """`--model` values as (name, path): `NAME=PATH` names a guard; a bare `PATH` is named by
+    `model_id` (one model only) or by the path as given. Names must differ."""
+    out = []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if sep and NAME.match(name) and path:
+            out.append((name, path))
+        else:
+            out.append((None, spec))
+    if model_id is not None:
+        if len(out) != 1:
+            raise ValueError("--model-id names a single model; with several, name each: --model NAME=PATH")
+        out[0] = (model_id, out[0][1])
+    named = [(name or path, path) for name, path in out]
+    names = [n for n, _ in named]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"--model names must differ: {', '.join(dupes)} given twice")
+    return named
+
+
+def read_token(token_file: str | Path | None = None, env: str = "CREST_SERVE_TOKEN") -> str | None:
+    """The bearer token: the first line of `token_file`, else the environment variable `env`, else
+    None (no token: the API is open, as before). Never from the command line (it would show in ps)."""
+    import os
+
+    if token_file is not None:
+        path = Path(token_file).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such token file")
+        token = path.read_text(encoding="utf-8").strip().splitlines()[0].strip() if path.stat().st_size else ""
+    else:
+        token = os.environ.get(env)
+        if token is None:
+            return None
+        token = token.strip()
+    if len(token) < 16 or not token.isascii() or any(c.isspace() for c in token):
+        raise ValueError(f"the bearer token ({token_file or '$' + env}) must be at least 16 printable ASCII characters")
+    return token
+
+
+def serve(model: str | Path | list[str], *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           threshold: float | None = None, batch_size: int = 32, limits: Limits | None = None,
           model_id: str | None = None, graceful_timeout_s: float = 30.0, backend: str = "auto",
-          precision: str = "auto") -> None:
-    """Load the guard (strictly, as `Guard.from_pretrained`) and serve it until SIGINT/SIGTERM.
-    Port 0 takes a free port; the log line "crest serve listening on http://HOST:PORT" names it."""
+          precision: str = "auto", feedback_db: str | Path | None = None, feedback_limits: FeedbackLimits | None = None,
+          no_feedback: bool = False, token: str | None = None, shared_scoring: bool = False) -> None:
+    """Load the guards (strictly, as `Guard.from_pretrained`) and serve them until SIGINT/SIGTERM.
+    Port 0 takes a free port; the log line "crest serve listening on http://HOST:PORT" names it.
+    Feedback goes to `feedback_db`, else to `{run}/feedback/feedback.sqlite` of the first model that
+    sits in a run directory, else it is off (also with `no_feedback`)."""
     import uvicorn
 
+    from crest.guard.feedback import default_db
+
+    specs = parse_models([str(model)] if isinstance(model, str | Path) else [str(m) for m in model], model_id)
+    limits = limits or Limits()
     sock = bind_listener(host, port)  # before loading: a busy port fails at once
     with sock:
-        guard = load_guard(model, backend=backend, precision=precision, device=device, threshold=threshold,
-                           batch_size=batch_size)
-        local = Path(model).expanduser()
-        app = create_app(guard, model_id=model_id or str(model), model_dir=local if local.is_dir() else None,
-                         limits=limits)
+        served = []
+        for name, path in specs:
+            guard = load_guard(path, backend=backend, precision=precision, device=device, threshold=threshold,
+                               batch_size=batch_size)
+            local = Path(path).expanduser()
+            served.append(ServedModel(name, guard, local if local.is_dir() else None))
+        db = None if no_feedback else (Path(feedback_db) if feedback_db else default_db(
+            [m.model_dir for m in served if m.model_dir is not None]))
+        store = None
+        if db is not None:
+            flimits = feedback_limits or FeedbackLimits(max_text_chars=limits.max_chars)
+            store = FeedbackStore(db, flimits)
+        app = create_app(served, limits=limits, feedback=store, token=token, shared_scoring=shared_scoring)
         server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info",
                                                timeout_graceful_shutdown=graceful_timeout_s))
         address = f"[{host}]" if ":" in host else host  # uvicorn names no port for sockets given to it
-        logging.getLogger("uvicorn.error").info("crest serve listening on http://%s:%d", address, sock.getsockname()[1])
+        say = logging.getLogger("uvicorn.error").info
+        say("crest serve: %s; feedback %s%s", ", ".join(f"{m.name} ({m.model_dir or 'hub'})" for m in served),
+            f"to {db}" if db else "off", "; bearer token required" if token else "")
+        say("crest serve listening on http://%s:%d", address, sock.getsockname()[1])
         server.run(sockets=[sock])  # the socket bound above, never closed and bound again (no race)
     if not server.started:  # as uvicorn.run: the app's startup failed (uvicorn logged why)
         raise SystemExit(3)
