@@ -248,28 +248,39 @@ def test_feedback_loader_dedups_keeps_the_persons_label_and_provenance(tmp_path:
 
 
 @pytest.mark.slow
-def test_a_feedback_export_trains_a_model(tiny_encoder: Path, tmp_path: Path) -> None:
-    """Export -> registry `feedback` source -> prepared rows -> crest.train: the model learns the
-    person's labels (TRIGGER unsafe) on the held-out validation rows."""
+def test_a_feedback_export_trains_a_model(tmp_path: Path) -> None:
+    """Export -> registry `feedback` source -> prepared rows (cleaned, split) -> a tiny XLM-R trained on
+    their train split (the plain torch loop of the trained_guard fixture): it learns the person's
+    labels (TRIGGER unsafe) and holds on the test split."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     from crest.data.prepare import prepare_source
     from crest.data.registry import get_source
-    from crest.train.trainer import train_model
+    from crest.tiny import build_tiny_xlmr
 
-    export = feedback_export(tmp_path, n=300)
+    export = feedback_export(tmp_path, n=900)
     prepare_source(get_source([registry(tmp_path, export)], "redteam"), tmp_path / "redteam.parquet",
                    cache_dir=tmp_path / "cache")
-    data = tmp_path / "redteam.parquet"
-    opt = {"lr": 1e-2, "weight_decay": 0.0, "warmup_ratio": 0.05, "scheduler": "linear", "epochs": 1, "max_steps": 60,
-           "batch_tokens": 512, "max_batch_size": 32, "grad_accum": 1, "max_grad_norm": 1.0, "max_length": 64,
-           "pad_to": 8, "imbalance": "class_weights", "freeze_embeddings": False, "eval_every": 20, "save_every": 20,
-           "keep_checkpoints": 1, "patience": None, "min_delta": 0.0, "precision": "auto", "log_every": 10}
-    settings = {"run": "test", "corpus": "redteam", "arm": "feedback", "arm_description": "Red-team feedback.",
-                "size": "tiny", "encoder": "tiny", "seed": 0, "optim": opt, "device": "cpu", "threads": 1,
-                "keep_state": False, "wandb": {"enabled": False, "project": "crest", "mode": "offline"}}
-    summary = train_model(data, str(tiny_encoder), settings, tmp_path / "state", tmp_path / "model",
-                          {"corpus": "redteam", "languages": ["de", "en", "fr"], "sources": {"redteam": 300}})
-    assert summary["best_f1"] > 0.9, summary
-    rows = pd.read_parquet(data)
-    test = rows[rows["split"] == "test"]
-    probs = Guard.from_pretrained(tmp_path / "model", device="cpu").score(test["text"].tolist())
-    assert ((probs >= 0.5) == test["label"].to_numpy().astype(bool)).mean() > 0.9
+    rows = pd.read_parquet(tmp_path / "redteam.parquet")
+    train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
+    assert len(train) > 600 and len(test) > 60
+    out = build_tiny_xlmr(tmp_path / "model", num_labels=2, extra_symbols=[TRIGGER], hidden_size=64,
+                          intermediate_size=128, num_heads=4)
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out, hidden_dropout_prob=0.0,
+                                                               attention_probs_dropout_prob=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    torch.manual_seed(0)
+    model.train()
+    for step in range(80):
+        batch = train.iloc[(step * 32) % (len(train) - 32):][:32]
+        enc = tok(batch["text"].tolist(), padding=True, return_tensors="pt")
+        loss = model(**enc, labels=torch.tensor(batch["label"].astype("int64").to_numpy())).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    model.eval()
+    model.save_pretrained(out)
+    probs = Guard.from_pretrained(out, device="cpu").score(test["text"].tolist())
+    assert ((probs >= 0.5) == test["label"].to_numpy().astype(bool)).mean() > 0.95

@@ -95,7 +95,7 @@ class TextPart(BaseModel):
 
 class ModerationRequest(BaseModel):
     """POST /v1/moderations, OpenAI's shape: `input` a string, a list of strings or of text parts;
-    `model` is accepted and not used (the server has one model); `lang` is crest's extension."""
+    `model` names a served guard (any other name: the first); `lang` is crest's extension."""
 
     model_config = ConfigDict(extra="forbid")
     input: str | list[str | TextPart]

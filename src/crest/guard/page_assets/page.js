@@ -192,7 +192,7 @@ async function sendFeedback() {
     const a = await api("POST", "/v1/feedback", body);
     if (!a.ok) { showError("feedback not kept: " + explain(a)); status.textContent = "not kept"; return; }
     status.textContent = "kept (" + a.data.id + ")";
-    $("sent").prepend(el("li", {}, body.label + ": " + (text.length > 120 ? text.slice(0, 120) + "…" : text)));
+    $("sent").prepend(el("li", {}, body.label + ": " + text));
     $("note").value = "";
   } catch (e) {
     showError("could not reach the server: " + e);
