@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from crest.evaluate.predictions import Predictions, as_predictions, write_predictions_from_metrics
+from crest.evaluate.predictions import read_predictions as _read_predictions
 from crest.io import write_parquet
 
 UNIT = ["model", "seed", "benchmark", "lang"]
@@ -48,7 +50,8 @@ def seed_key(seed: pd.Series) -> pd.Series:
 
 
 def collect_predictions(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Every scored row of every ok set in `metrics` (eval/metrics.csv), one frame."""
+    """Every scored row of every ok set in `metrics` (eval/metrics.csv), one frame (small runs and
+    tests; `crest evaluate summary` streams them to disk with write_predictions_from_metrics)."""
     frames = []
     for r in metrics[metrics["status"] == "ok"].itertuples():
         d = pd.read_parquet(predictions_path(r.metrics_path), columns=["id", "label", "prob_unsafe"])
@@ -68,14 +71,15 @@ def write_predictions(df: pd.DataFrame, out: str | Path) -> None:
     write_parquet(df, out)
 
 
-def read_predictions(path: str | Path | None) -> pd.DataFrame | None:
-    if not path or not Path(path).is_file():
-        return None
-    df = pd.read_parquet(path)
-    df["id"] = df["id"].astype(str)
-    for c in ("model", "benchmark", "lang"):
-        df[c] = df[c].astype(str)
-    return df
+def write_collected_predictions(metrics: pd.DataFrame, out: str | Path) -> int:
+    """collect_predictions(metrics) written to `out`, one set at a time (the paper's 55M rows never
+    sit in memory at once). Returns the rows written."""
+    return write_predictions_from_metrics(metrics, out, predictions_path)
+
+
+def read_predictions(path: str | Path | None) -> Predictions | None:
+    """predictions.parquet held by set, ids as sorted codes (crest.evaluate.predictions)."""
+    return _read_predictions(path)
 
 
 def parallel_languages(kind: str, spec: dict) -> bool:
@@ -111,27 +115,52 @@ def _scopes(frame: pd.DataFrame) -> pd.Series:
                      index=frame.index, dtype=object)
 
 
-def parallel_rows(preds: pd.DataFrame, keys: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int], dict[str, int]]:
+@dataclass
+class ScopeRows:
+    """The parallel rows of one scope: `keys` (its rows of the keys frame that have predictions),
+    per kept row its position in the Predictions arrays (`pos`, in file order within each set) and
+    which of `keys` it belongs to (`local`, 0..len(keys)-1)."""
+    scope: str
+    keys: pd.DataFrame
+    pos: np.ndarray
+    local: np.ndarray
+
+
+def parallel_scopes(preds: Predictions | pd.DataFrame, keys: pd.DataFrame
+                    ) -> tuple[list[ScopeRows], dict[str, int], dict[str, int]]:
     """The rows of `preds` in the sets `keys` names (model, seed, benchmark, lang, any extra
-    columns joined on; `parallel`: the benchmark's languages share prompts, default true), keeping
-    per scope only the ids present in every one of its sets: a parallel benchmark's ids in every
-    (model, seed, language), a native benchmark's ids in every (model, seed) of each language.
-    Returns (rows with a `scope` column, kept ids per scope, dropped ids per scope)."""
+    columns; `parallel`: the benchmark's languages share prompts, default true), keeping per scope
+    only the ids present in every one of its sets: a parallel benchmark's ids in every (model, seed,
+    language), a native benchmark's ids in every (model, seed) of each language (a set of `keys`
+    without predictions leaves no id in every set of its scope). One id count per scope over the
+    sets' id codes. Returns (rows per scope, kept ids per scope, dropped ids per scope)."""
+    preds = as_predictions(preds)
     keys = keys.astype({"model": str, "benchmark": str, "lang": str}).drop_duplicates(UNIT)
-    keys = keys.assign(scope=_scopes(keys))
-    sub = preds[preds["benchmark"].isin(set(keys["benchmark"])) & preds["model"].isin(set(keys["model"]))]
-    strings = {c: str for c in ("model", "benchmark", "lang") if sub[c].dtype != object}
-    p = (sub.astype(strings) if strings else sub).merge(keys, on=UNIT, how="inner")  # ids are unique within a set
-    if p.empty:
-        return p, {}, {}
-    units = keys.groupby("scope").size()  # sets per scope: an id must be in all of them
-    present = p.groupby(["scope", "id"]).size()
-    full = present[present.to_numpy() == units.reindex(present.index.get_level_values(0)).to_numpy()]
-    kept = p.set_index(["scope", "id"]).index.isin(full.index)
-    all_ids = present.groupby(level=0).size()
-    kept_ids = full.groupby(level=0).size().reindex(all_ids.index, fill_value=0)
-    return (p[kept], {str(k): int(v) for k, v in kept_ids.items()},
-            {str(k): int(all_ids[k] - kept_ids[k]) for k in all_ids.index})
+    keys = keys.assign(scope=_scopes(keys)).reset_index(drop=True)
+    keys["_set"] = [preds.index.get((m, int(s), b, lang), -1)
+                    for m, s, b, lang in zip(keys["model"], keys["seed"], keys["benchmark"], keys["lang"])]
+    n_ids = len(preds.ids)
+    out, kept_ids, dropped_ids = [], {}, {}
+    for scope, g in keys.groupby("scope", sort=True):
+        have = g[g["_set"].to_numpy() >= 0]
+        if have.empty:
+            continue
+        sets = have["_set"].to_numpy()
+        starts, stops = preds.start[sets], preds.stop[sets]
+        lengths = stops - starts
+        if not lengths.sum():
+            continue
+        offsets = np.r_[0, np.cumsum(lengths)[:-1]]
+        pos = np.arange(int(lengths.sum()), dtype=np.int64) + np.repeat(starts - offsets, lengths)
+        local = np.repeat(np.arange(len(sets), dtype=np.int32), lengths)
+        codes = preds.id_code[pos]
+        present = np.bincount(codes, minlength=n_ids)  # ids are unique within a set
+        full = present == len(g)
+        n_all, n_kept = int(np.count_nonzero(present)), int(np.count_nonzero(full))
+        kept_ids[str(scope)], dropped_ids[str(scope)] = n_kept, n_all - n_kept
+        keep = full[codes]
+        out.append(ScopeRows(str(scope), have.drop(columns="_set").reset_index(drop=True), pos[keep], local[keep]))
+    return out, kept_ids, dropped_ids
 
 
 def native_languages(keys: pd.DataFrame) -> dict[str, list[str]]:
@@ -142,37 +171,73 @@ def native_languages(keys: pd.DataFrame) -> dict[str, list[str]]:
     return {str(b): sorted({str(x) for x in g["lang"]}) for b, g in nat.groupby("benchmark", sort=True)}
 
 
-def parallel_counts(preds: pd.DataFrame, sets: pd.DataFrame, ranking: bool = False) -> Parallel:
+def ranking_metrics(local: np.ndarray, label: np.ndarray, prob: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(AUPRC, AUROC) of each of `size` sets (rows tagged by `local`), all sets at once; NaN for a
+    single-class set. AUROC: the Mann-Whitney statistic with ties counted half (= sklearn's
+    roc_auc_score); AUPRC: sklearn's average_precision_score (precision at each distinct score,
+    weighted by the recall it adds)."""
+    y = label == 1
+    s = prob.astype(np.float64)
+    n_pos = np.bincount(local, weights=y, minlength=size)
+    n = np.bincount(local, minlength=size).astype(float)
+    n_neg = n - n_pos
+    both = (n_pos > 0) & (n_neg > 0)
+    # AUROC: average ranks within each set
+    order = np.lexsort((s, local))
+    ls, ss, ys = local[order], s[order], y[order]
+    start = np.r_[0, np.cumsum(np.bincount(local, minlength=size))[:-1]]
+    idx = np.arange(len(ls))
+    new = np.r_[True, (ls[1:] != ls[:-1]) | (ss[1:] != ss[:-1])]
+    group = np.cumsum(new) - 1
+    g_first = idx[new]
+    g_last = np.r_[g_first[1:], len(ls)] - 1
+    rank = (g_first[group] + g_last[group]) / 2.0 - start[ls] + 1
+    r_pos = np.bincount(ls, weights=rank * ys, minlength=size)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auroc = np.where(both, (r_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg), np.nan)
+    # AUPRC: descending scores, one point per distinct score
+    order = np.lexsort((-s, local))
+    ls, ss, ys = local[order], s[order], y[order].astype(float)
+    cum = np.cumsum(ys)
+    before = np.r_[0.0, cum][start]  # positives before each set
+    end = np.r_[(ls[1:] != ls[:-1]) | (ss[1:] != ss[:-1]), True]
+    tps = cum[end] - before[ls[end]]
+    seen = idx[end] - start[ls[end]] + 1
+    prev = np.r_[0.0, tps[:-1]]
+    first_point = np.r_[True, ls[end][1:] != ls[end][:-1]]
+    prev[first_point] = 0.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = (tps - prev) / n_pos[ls[end]] * (tps / seen)
+        auprc = np.where(both, np.bincount(ls[end], weights=gain, minlength=size), np.nan)
+    return auprc, auroc
+
+
+def parallel_counts(preds: Predictions | pd.DataFrame, sets: pd.DataFrame, ranking: bool = False) -> Parallel:
     """`sets`: the table's ok rows of metrics.csv (model, seed, benchmark, lang, threshold,
     threshold_cal). Ids are intersected per benchmark over every set of it in `sets`."""
+    preds = as_predictions(preds)
     extra = ["parallel"] if "parallel" in sets else []
     keys = sets.assign(seed=seed_key(sets["seed"]))[[*UNIT, "threshold", "threshold_cal", *extra]].drop_duplicates(UNIT)
-    p, kept_ids, dropped_ids = parallel_rows(preds, keys)
-    groups = p.groupby(UNIT, sort=False)
-    code = groups.ngroup().to_numpy()
-    counts = groups.size().reset_index()[UNIT]  # one row per set, in ngroup order
-    label = p["label"].to_numpy() == 1
-    prob = p["prob_unsafe"].to_numpy()
-    size = len(counts)
-    for suffix, col in (("", "threshold"), ("_cal", "threshold_cal")):
-        thr = p[col].to_numpy(dtype=float)
-        flagged = prob >= thr
-        for name, hit in (("tp", flagged & label), ("fp", flagged & ~label), ("fn", ~flagged & label),
-                          ("tn", ~flagged & ~label)):
-            counts[f"{name}{suffix}"] = np.bincount(code, weights=hit, minlength=size).astype(np.int64)
-    counts["valid_cal"] = np.bincount(code, weights=np.isnan(p["threshold_cal"].to_numpy(dtype=float)),
-                                      minlength=size) == 0
-    if ranking:
-        from sklearn.metrics import average_precision_score, roc_auc_score
-
-        def rank(g: pd.DataFrame) -> pd.Series:
-            y = g["label"].to_numpy()
-            both = 0 < y.sum() < len(y)
-            return pd.Series({"auprc": average_precision_score(y, g["prob_unsafe"]) if both else np.nan,
-                              "auroc": roc_auc_score(y, g["prob_unsafe"]) if both else np.nan})
-
-        r = p.groupby(UNIT, sort=False)[["label", "prob_unsafe"]].apply(rank).reset_index()
-        counts = counts.merge(r, on=UNIT, how="left")
+    scopes, kept_ids, dropped_ids = parallel_scopes(preds, keys)
+    frames = []
+    for sc in scopes:
+        size = len(sc.keys)
+        label = preds.label[sc.pos] == 1
+        prob = preds.prob[sc.pos].astype(np.float64)
+        counts = sc.keys[UNIT].copy()
+        for suffix, col in (("", "threshold"), ("_cal", "threshold_cal")):
+            thr = sc.keys[col].to_numpy(dtype=float)[sc.local]
+            flagged = prob >= thr
+            for name, hit in (("tp", flagged & label), ("fp", flagged & ~label), ("fn", ~flagged & label),
+                              ("tn", ~flagged & ~label)):
+                counts[f"{name}{suffix}"] = np.bincount(sc.local, weights=hit, minlength=size).astype(np.int64)
+        counts["valid_cal"] = ~np.isnan(sc.keys["threshold_cal"].to_numpy(dtype=float))
+        if ranking:
+            counts["auprc"], counts["auroc"] = ranking_metrics(sc.local, preds.label[sc.pos], preds.prob[sc.pos], size)
+        rows = np.bincount(sc.local, minlength=size)
+        frames.append(counts[rows > 0])  # a set whose every row was dropped has no counts
+    cols = [*UNIT, *(f"{c}{s}" for s in ("", "_cal") for c in COUNTS), "valid_cal", *(["auprc", "auroc"] if ranking else [])]
+    counts = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
     return Parallel(counts, kept_ids, dropped_ids, native_languages(keys))
 
 

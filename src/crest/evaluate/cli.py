@@ -186,9 +186,9 @@ def _summary(args: argparse.Namespace) -> None:
     df = collect(paths, _json(args.groups), read_clusters(args.clusters))
     write_metrics_csv(df, args.out)
     if args.predictions:
-        from crest.evaluate.aggregate import collect_predictions, write_predictions
+        from crest.evaluate.aggregate import write_collected_predictions
 
-        write_predictions(collect_predictions(df), args.predictions)
+        write_collected_predictions(df, args.predictions)
     print(f"{args.out}: {len(df)} rows, {int((df['status'] != 'ok').sum())} missing")
 
 

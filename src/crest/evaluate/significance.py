@@ -3,7 +3,7 @@ prompt, with seeds and draws as a level and Holm-adjusted p (issue 21 item 2; do
 "Significance").
 
 For a comparison A vs B on a group of (benchmark, language) sets, both models are scored on the
-rows both share (crest.evaluate.aggregate.parallel_rows, intersected once per comparison over every
+rows both share (crest.evaluate.aggregate.parallel_scopes, intersected once per comparison over every
 set any of its groups uses). One resample draws:
 
 - prompts: one multinomial weight vector per *resampling unit*, the same for A and B (paired).
@@ -48,7 +48,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from crest.evaluate.aggregate import UNIT, parallel_rows, scope_name, seed_key
+from crest.evaluate.aggregate import UNIT, parallel_scopes, scope_name, seed_key
+from crest.evaluate.predictions import Predictions, as_predictions
 from crest.io import read_tsv, write_tsv
 
 COLUMNS = ["a", "b", "operating_point", "group", "benchmark", "metric", "sets", "languages", "rows", "a_value",
@@ -208,8 +209,9 @@ class Comparison:
     labels and each member's scores and thresholds; per-set resampled statistics are cached, so
     the groups that reuse a set (its role, its benchmark) pay for it once."""
 
-    def __init__(self, metrics: pd.DataFrame, preds: pd.DataFrame, a_models: list[str], b_models: list[str],
+    def __init__(self, metrics: pd.DataFrame, preds: Predictions | pd.DataFrame, a_models: list[str], b_models: list[str],
                  pairs: pd.DataFrame, boot: dict[str, Any], weights: dict[tuple[str, int], np.ndarray] | None = None):
+        preds = as_predictions(preds)
         self.resamples = int(boot.get("resamples", 1000))
         self.level = float(boot.get("level", 0.95))
         self.seed = int(boot.get("seed", 13))
@@ -217,22 +219,39 @@ class Comparison:
         ok = ok.assign(seed=seed_key(ok["seed"])).merge(pairs, on=["benchmark", "lang"])
         extra = ["parallel"] if "parallel" in ok else []
         keys = ok[[*UNIT, "threshold", "threshold_cal", "set_class", *extra]]
-        rows, _, dropped = parallel_rows(preds, keys)
+        scopes, _, dropped = parallel_scopes(preds, keys)
         self.dropped = int(sum(dropped.values()))
         self.calibrated = not ok["threshold_cal"].isna().any()
-        rows = rows.sort_values(["benchmark", "lang", "model", "seed", "id"], kind="stable")
         self.a_members = sorted({(m, int(s)) for m, s in zip(ok["model"], ok["seed"]) if m in a_models})
         self.b_members = sorted({(m, int(s)) for m, s in zip(ok["model"], ok["seed"]) if m in b_models})
+        found: dict[tuple[str, str], dict[tuple[str, int], dict[str, Any]]] = {}
+        meta: dict[tuple[tuple[str, str], tuple[str, int]], tuple[bool, str]] = {}
+        for sc in scopes:  # each member's kept rows in id order (ids are coded in sorted order)
+            order = np.lexsort((preds.id_code[sc.pos], sc.local))
+            pos = sc.pos[order]
+            bounds = np.searchsorted(sc.local[order], np.arange(len(sc.keys) + 1))
+            par = sc.keys["parallel"].astype(bool).to_numpy() if "parallel" in sc.keys else np.ones(len(sc.keys), bool)
+            for j, (m, sd, bench, lang, thr, thr_cal, cls) in enumerate(zip(
+                    sc.keys["model"], sc.keys["seed"], sc.keys["benchmark"], sc.keys["lang"], sc.keys["threshold"],
+                    sc.keys["threshold_cal"], sc.keys["set_class"])):
+                rows = pos[bounds[j]:bounds[j + 1]]
+                if not len(rows):
+                    continue
+                member = (str(m), int(sd))
+                found.setdefault((str(bench), str(lang)), {})[member] = {
+                    "prob": preds.prob[rows].astype(float), "label": preds.label[rows],
+                    "threshold": float(thr), "threshold_cal": float(thr_cal)}
+                meta[((str(bench), str(lang)), member)] = (bool(par[j]), cls)
         self.sets: dict[tuple[str, str], dict[str, Any]] = {}
-        for (bench, lang), g in rows.groupby(["benchmark", "lang"], sort=True):
-            by_member = {(str(m), int(s)): r for (m, s), r in g.groupby(["model", "seed"], sort=False)}
+        for (bench, lang) in sorted(found):
+            by_member = dict(sorted(found[(bench, lang)].items()))
             if not any(m in by_member for m in self.a_members) or not any(m in by_member for m in self.b_members):
                 continue
-            first = next(iter(by_member.values()))
-            parallel = bool(first["parallel"].iloc[0]) if "parallel" in first else True
-            self.sets[(str(bench), str(lang))] = {
-                "lang": str(lang), "labels": first["label"].to_numpy(), "unit": scope_name(str(bench), str(lang), parallel),
-                "set_class": first["set_class"].iloc[0] or "mixed", "members": by_member}
+            first_member, first = next(iter(by_member.items()))
+            parallel, cls = meta[((bench, lang), first_member)]
+            self.sets[(bench, lang)] = {
+                "lang": lang, "labels": first["label"], "unit": scope_name(bench, lang, parallel),
+                "set_class": cls or "mixed", "members": by_member}
         self.units: dict[str, list[tuple[str, str]]] = {}
         for key, st in self.sets.items():
             self.units.setdefault(st["unit"], []).append(key)
@@ -247,9 +266,9 @@ class Comparison:
         for i, m in enumerate(members):
             r = s["members"].get(m)
             if r is not None:
-                out[i] = r["prob_unsafe"].to_numpy(dtype=float)
+                out[i] = r["prob"]
                 if point != THRESHOLD_FREE:
-                    out[i] = out[i] >= r["threshold" if point == "default" else "threshold_cal"].to_numpy(dtype=float)
+                    out[i] = out[i] >= r["threshold" if point == "default" else "threshold_cal"]
         return out
 
     def _unit_weights(self, unit: str, n: int) -> np.ndarray:
@@ -309,12 +328,13 @@ class Comparison:
                 "benchmarks": " ".join(sorted({k[0] for k in keys}))}
 
 
-def significance(metrics: pd.DataFrame, preds: pd.DataFrame, roles: pd.DataFrame, *,
+def significance(metrics: pd.DataFrame, preds: Predictions | pd.DataFrame, roles: pd.DataFrame, *,
                  boot: dict[str, Any] | None = None, pairs: Sequence[tuple[str, str]] | None = None) -> pd.DataFrame:
     """Every comparison of `comparisons()` (or `pairs`), per size, per role group and per benchmark,
     at both operating points and threshold-free (AUROC); Holm-adjusted p per operating point.
     `metrics` has `role` and `family` (crest.evaluate.roles.attach_roles)."""
     boot = boot or {}
+    preds = as_predictions(preds)
     trained = metrics[metrics["model_kind"] == "trained"]
     families: dict[str, list[str]] = {}
     for fam, model in zip(trained["family"].astype(str), trained["model"].astype(str)):
@@ -346,7 +366,7 @@ def significance(metrics: pd.DataFrame, preds: pd.DataFrame, roles: pd.DataFrame
             used = pd.concat([sel for _, _, sel, _ in groups])[["benchmark", "lang"]].drop_duplicates()
             if used.empty:
                 continue
-            cmp = Comparison(metrics, preds[preds["model"].isin(a_models + b_models)], a_models, b_models,
+            cmp = Comparison(metrics, preds, a_models, b_models,
                              used.astype(str), boot, weights)
             points = ["default", *(["calibrated"] if cmp.calibrated else []), THRESHOLD_FREE]
             for group, bench, sel, left in groups:
