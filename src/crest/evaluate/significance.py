@@ -48,6 +48,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+try:
+    from numba import njit, prange
+except ImportError:  # pragma: no cover - numba is a pinned dependency; the loop runs (slowly) without it
+    njit, prange = None, range
+
 from crest.evaluate.aggregate import UNIT, parallel_scopes, scope_name, seed_key
 from crest.evaluate.predictions import Predictions, as_predictions
 from crest.io import read_tsv, write_tsv
@@ -104,27 +109,50 @@ def counts_metric(w: np.ndarray, labels: np.ndarray, flags: np.ndarray, metric: 
 
 def weighted_auroc(w: np.ndarray, labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """AUROC per resample (rows of `w`) and member (rows of `scores`, members x n): the weighted
-    Mann-Whitney statistic (ties count half), O(resamples x n) per member after one sort: each
-    positive row's weight times the negative weight below its score (cumulative sums in score
-    order) plus half the negative weight tied with it."""
-    pos = labels.astype(bool)
+    Mann-Whitney statistic (ties count half). One sort per member, then one pass over the rows in
+    score order per resample (a compiled loop, `_auroc_kernel`): each tie group adds its positive
+    weight times (the negative weight below it + half its own). The weights are counts, so every
+    sum is an exact integer (or half) in float64 and the result does not depend on summation order."""
+    pos = np.ascontiguousarray(labels.astype(bool))
     out = np.full((w.shape[0], scores.shape[0]), np.nan)
+    wf = np.ascontiguousarray(w, dtype=np.float32)
     for m, s in enumerate(scores):
         order = np.argsort(s, kind="stable")
-        ss, neg = s[order], ~pos[order]
-        ws = w[:, order].astype(np.float64)
-        c0 = np.zeros((w.shape[0], len(s) + 1))
-        np.cumsum(ws * neg, axis=1, out=c0[:, 1:])
-        new = np.r_[True, ss[1:] != ss[:-1]]
-        first = np.maximum.accumulate(np.where(new, np.arange(len(s)), 0))  # first index of each tie group
-        last = np.r_[np.flatnonzero(new)[1:], len(s)][np.cumsum(new) - 1]   # one past its last index
-        p = np.flatnonzero(~neg)
-        wp = ws[:, p]
-        num = (wp * (c0[:, first[p]] + c0[:, last[p]])).sum(1) / 2
-        den = wp.sum(1) * c0[:, -1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out[:, m] = np.where(den > 0, num / den, np.nan)
+        ss = s[order]
+        new = np.r_[True, ss[1:] != ss[:-1]] if len(ss) else np.zeros(0, bool)
+        out[:, m] = _auroc_kernel(wf, order.astype(np.int64), pos, new)
     return out
+
+
+def _auroc_loop(w: np.ndarray, order: np.ndarray, pos: np.ndarray, new: np.ndarray) -> np.ndarray:
+    out = np.empty(w.shape[0])
+    for r in prange(w.shape[0]):
+        below = 0.0
+        num = 0.0
+        w_pos = 0.0
+        g_pos = 0.0
+        g_neg = 0.0
+        for k in range(order.shape[0]):
+            if new[k] and k:
+                num += g_pos * (below + g_neg / 2)
+                below += g_neg
+                g_pos = 0.0
+                g_neg = 0.0
+            i = order[k]
+            x = float(w[r, i])
+            if pos[i]:
+                g_pos += x
+                w_pos += x
+            else:
+                g_neg += x
+        num += g_pos * (below + g_neg / 2)
+        below += g_neg
+        den = w_pos * below
+        out[r] = num / den if den > 0 else np.nan
+    return out
+
+
+_auroc_kernel = njit(parallel=True, cache=True)(_auroc_loop) if njit is not None else _auroc_loop
 
 
 def _set_metric(w: np.ndarray, s: dict[str, Any], side: str) -> np.ndarray:

@@ -476,8 +476,9 @@ def build_table(df: pd.DataFrame, spec: TableSpec, order: dict[str, Any] | None 
     cells = []
     for _, rf in rows:
         line = []
+        row_part = apply_filter(sub, rf)  # once per row, not per cell
         for _, cf in cols:
-            part = apply_filter(apply_filter(sub, rf), cf)
+            part = apply_filter(row_part, cf)
             part, seen = _drop_seen(part, {**spec.filter, **rf, **cf}, spec.unseen_only)
             cell = compute_cell(part, spec.value, values, floor) if not (seen and part.empty) else Cell(status="seen")
             cell.left_out += seen
