@@ -155,7 +155,7 @@ def fast_metrics(labels: np.ndarray, probs: np.ndarray, calibrated: tuple[float,
     sweep = threshold_sweep(labels, probs, thresholds)
     out["sweep"] = sweep
     scored = [r for r in sweep if r["f1"] is not None]
-    out["best_f1"] = max(scored, key=lambda r: r["f1"]) if scored else None
+    out["oracle_f1_on_this_set"] = max(scored, key=lambda r: r["f1"]) if scored else None
     curve = None
     if both:
         thr = np.append(thr, np.inf)
@@ -218,7 +218,8 @@ def _write_model(args: tuple) -> int:
                   "kind": kind, "set": f"sets/{bench}/{lang}.parquet", "set_translator_is_random": False,
                   "translation_backend": "nllb" if kind == "corpus" else None,
                   "in_distribution": bool(spec.get("in_distribution")), "parallel": parallel,
-                  "note": spec.get("note"), "status": "ok", "reason": None, **metrics}
+                  "note": spec.get("note"), "class_floor": spec.get("class_floor"), "status": "ok", "reason": None,
+                  **metrics}
         write_json(record, path.with_name(f"{lang}.metrics.json"))
         rows += len(ids)
     del pd
