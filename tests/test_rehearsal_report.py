@@ -137,3 +137,29 @@ def test_a_caught_network_attempt_in_a_job_log_fails_the_rehearsal(tmp_path: Pat
     assert len(found) == 1 and found[0].startswith("train/job.log:1: WARNING could not fetch"), found
     report = build_report({}, ["all"], {}, tmp_path / "paper", network_attempts=found)
     assert any("attempts to reach the network" in p for p in check(report))
+
+
+def test_benchmarks_found_as_the_real_tables_label_them(tmp_path: Path):
+    """The first paper rehearsal's tables: code-switched and cultural rows carry their language
+    (`CSRT (code-switched) [mul]`), and a benchmark the arms train on sits in the in-distribution table
+    (the English table filters it out); both were reported as having no row."""
+    tables = tmp_path / "paper" / "tables"
+    write_table(tables, "english", "Benchmark,crest-base\nXSTest,70.0\n")
+    write_table(tables, "in_distribution", "Benchmark,crest-base\nAegis 2.0 (test),81.0\n")
+    write_table(tables, "codeswitch_cultural",
+                "Set,crest-base,english-base\nCSRT (code-switched) [mul],60.0,—\nIndicSafe (Indic) [hi],55.0,54.0\n"
+                "IndicSafe (Indic) [kn],52.0,n/a\n")
+    config = {"evaluate": {"benchmarks": {
+        "aegis2": {"title": "Aegis 2.0 (test)", "group": "english", "in_distribution": True},
+        "xstest": {"title": "XSTest", "group": "english"},
+        "csrt": {"title": "CSRT (code-switched)", "group": "code_switched"},
+        "indicsafe_indic": {"title": "IndicSafe (Indic)", "group": "cultural"},
+        "indicsafe": {"title": "IndicSafe", "group": "cultural"}}}}
+    report = build_report(config, ["all"], {"all": 1}, tmp_path / "paper")
+    cells = {n: (b["tables"], b["numbers"]) for n, b in report["benchmarks"].items()}
+    assert cells["aegis2"] == ({"in_distribution": 1}, 1)
+    assert cells["csrt"] == ({"codeswitch_cultural": 1}, 1)
+    assert cells["indicsafe_indic"] == ({"codeswitch_cultural": 3}, 3)
+    assert cells["indicsafe"] == ({}, 0)  # a title that is only a prefix of another benchmark's is not its row
+    assert [p for p in check(report) if "benchmark" in p] == [
+        "benchmark indicsafe ('IndicSafe') has no row in the tables meant for it (codeswitch_cultural)"]

@@ -102,20 +102,37 @@ def footnotes(md_path: Path) -> list[str]:
     return [line[2:] for line in md_path.read_text(encoding="utf-8").splitlines() if line.startswith("- ")]
 
 
+def home_tables(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The tables meant to hold a benchmark: its group's, or the in-distribution table for a benchmark
+    the arms train on (the other tables filter `in_distribution: false`)."""
+    return ("in_distribution",) if spec.get("in_distribution") else HOME_TABLES.get(spec.get("group") or "", ())
+
+
+def _is_row_of(row: str, title: str) -> bool:
+    """A table row of the benchmark: its title, or its title with a language (`CSRT [mul]`) or a
+    parallel/native mark appended by crest.evaluate.tables."""
+    return row == title or row.startswith(title + " [") or row.rstrip(" ◇*†‡§") == title
+
+
 def benchmark_cells(config: dict[str, Any], tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per benchmark of the config: the tables meant to hold it and how many numbers they hold
     in its row (by title)."""
     out = {}
     for name, spec in config.get("evaluate", {}).get("benchmarks", {}).items():
         title = spec.get("title", name)
-        homes = HOME_TABLES.get(spec.get("group", ""), ())
-        found = {t: tables[t]["numbers_by_row"].get(title, 0) for t in homes if t in tables and
-                 title in tables[t].get("numbers_by_row", {})}
-        out[name] = {"title": title, "group": spec.get("group"), "tables": found, "numbers": sum(found.values())}
+        homes = home_tables(spec)
+        found = {}
+        for t in homes:
+            rows = {r: n for r, n in tables.get(t, {}).get("numbers_by_row", {}).items() if _is_row_of(r, title)}
+            if rows:
+                found[t] = sum(rows.values())
+        out[name] = {"title": title, "group": spec.get("group"), "homes": list(homes), "tables": found,
+                     "numbers": sum(found.values())}
     for name, spec in config.get("evaluate", {}).get("codeswitch", {}).items():
         rows = {t: {r: n for r, n in tables[t].get("numbers_by_row", {}).items() if r.startswith(name)}
                 for t in HOME_TABLES["code_switched"] if t in tables}
         out[name] = {"title": spec.get("title", name), "group": "code_switched",
+                     "homes": list(HOME_TABLES["code_switched"]),
                      "tables": {t: sum(r.values()) for t, r in rows.items() if r},
                      "numbers": sum(sum(r.values()) for r in rows.values())}
     return out
@@ -148,7 +165,7 @@ def check(report: dict[str, Any]) -> list[str]:
     for name, b in report["benchmarks"].items():
         if not b["tables"]:
             problems.append(f"benchmark {name} ({b['title']!r}) has no row in the tables meant for it "
-                            f"({', '.join(HOME_TABLES.get(b['group'] or '', ())) or 'none for its group'})")
+                            f"({', '.join(b['homes']) or 'none for its group'})")
         elif b["numbers"] == 0:
             problems.append(f"benchmark {name} ({b['title']!r}) has a row but no number in "
                             f"{', '.join(b['tables'])}")
