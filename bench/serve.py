@@ -96,8 +96,13 @@ def load(url: str, texts: list[str], clients: int, duration: float) -> dict:
 def start_server(model: Path, port: int, args: argparse.Namespace) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "crest", "serve", "--model", str(model), "--port", str(port), "--device", args.device,
            "--batch-window-ms", str(args.window_ms), "--max-batch-texts", str(args.max_batch)]
+    return launch(cmd, port, 180)
+
+
+def launch(cmd: list[str], port: int, timeout_s: float) -> subprocess.Popen:
+    """Start `crest serve` and wait for /healthz; exit with the command when it dies or never answers."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"crest serve exited with {proc.returncode}: {' '.join(cmd)}")
@@ -107,7 +112,7 @@ def start_server(model: Path, port: int, args: argparse.Namespace) -> subprocess
         except httpx.TransportError:
             time.sleep(0.2)
     proc.kill()
-    raise SystemExit("crest serve did not become healthy within 180 s")
+    raise SystemExit(f"crest serve did not become healthy within {timeout_s:.0f} s")
 
 
 def random_model(shape: str, out: Path) -> Path:

@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve import free_port, prompts, random_model  # noqa: E402 (bench/serve.py)
+from serve import free_port, launch, prompts, random_model  # noqa: E402 (bench/serve.py)
 
 
 def start(models: list[Path], port: int, scoring: str, device: str) -> subprocess.Popen:
@@ -35,18 +35,7 @@ def start(models: list[Path], port: int, scoring: str, device: str) -> subproces
            "--no-feedback"]
     for i, m in enumerate(models):
         cmd += ["--model", f"g{i}={m}"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"crest serve exited with {proc.returncode}: {' '.join(cmd)}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("crest serve did not become healthy within 300 s")
+    return launch(cmd, port, 300)
 
 
 def pages(url: str, names: list[str], texts: list[str], clients: int, duration: float) -> dict:
