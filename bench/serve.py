@@ -80,13 +80,7 @@ def load(url: str, texts: list[str], clients: int, duration: float) -> dict:
                 latencies[k].append(time.perf_counter() - t0)
                 i += clients
 
-    start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=duration + 120)
-    seconds = time.perf_counter() - start
+    seconds = run_clients(client, clients, duration + 120)
     after = httpx.get(f"{url}/v1/model").json()
     done = [x for per in latencies for x in per]
     batches = after["batches_scored"] - before["batches_scored"]
@@ -97,6 +91,17 @@ def start_server(model: Path, port: int, args: argparse.Namespace) -> subprocess
     cmd = [sys.executable, "-m", "crest", "serve", "--model", str(model), "--port", str(port), "--device", args.device,
            "--batch-window-ms", str(args.window_ms), "--max-batch-texts", str(args.max_batch)]
     return launch(cmd, port, 180)
+
+
+def run_clients(client, clients: int, join_timeout_s: float) -> float:
+    """Run `client(k)` for k < clients on their own threads until all end; the seconds it took."""
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=join_timeout_s)
+    return time.perf_counter() - start
 
 
 def launch(cmd: list[str], port: int, timeout_s: float) -> subprocess.Popen:

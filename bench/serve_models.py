@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +26,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from serve import free_port, launch, prompts, random_model  # noqa: E402 (bench/serve.py)
+from serve import free_port, launch, prompts, random_model, run_clients  # noqa: E402 (bench/serve.py)
 
 
 def start(models: list[Path], port: int, scoring: str, device: str) -> subprocess.Popen:
@@ -54,13 +53,7 @@ def pages(url: str, names: list[str], texts: list[str], clients: int, duration: 
                 latencies[k].append(time.perf_counter() - t0)
                 i += clients
 
-    start_t = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=duration + 300)
-    seconds = time.perf_counter() - start_t
+    seconds = run_clients(client, clients, duration + 300)
     ms = np.asarray([x for per in latencies for x in per]) * 1e3
     return {"clients": clients, "pages": len(ms), "pps": len(ms) / seconds,
             "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95))}
