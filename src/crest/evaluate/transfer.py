@@ -626,7 +626,8 @@ def transfer_tables(summary: Mapping[str, Any] | None):
     summary = summary or {}
     level = float((summary.get("bootstrap") or {}).get("level", 0.95))
     maps = summary.get("maps") or {}
-    spec = TableSpec(id="transfer", title="Does the language map predict transfer? Spearman rho of the drop with each predictor",
+    spec = TableSpec(id="transfer", row_header="Predictor",
+                      title="Does the language map predict transfer? Spearman rho of the drop with each predictor",
                      rows={"named": {"x": {}}}, columns={"named": {"x": {}}}, best="none",
                      caption=("One observation per (model, unseen language): the drop is the model's mean over its own "
                               "training languages minus its value in the language (AUROC; F1 at the model's calibrated "
@@ -655,9 +656,9 @@ def transfer_tables(summary: Mapping[str, Any] | None):
                                                Cell(text="")])
     t1 = Table(spec, labels, cols, cells, _caveat(summary), operating_point="threshold_free", file_id="transfer",
                value_note="Spearman rho [interval]")
-    t1.spec = TableSpec(**{**spec.__dict__, "row_header": "Predictor"})
 
-    fspec = TableSpec(id="transfer_fit", title="Predicting an unseen language's AUROC: leave one language out",
+    fspec = TableSpec(id="transfer_fit", row_header="Fit (features)",
+                      title="Predicting an unseen language's AUROC: leave one language out",
                       rows={"named": {"x": {}}}, columns={"named": {"x": {}}}, best="none",
                       caption=("Each language's rows predicted by a ridge regression (standardised features, alpha 1) "
                                "fitted on every other language's rows: predicted AUROC = the model's seen mean minus the "
@@ -677,9 +678,9 @@ def transfer_tables(summary: Mapping[str, Any] | None):
     t2 = Table(fspec, flabels, ["MAE", "RMSE", f"MAE − baseline [{level:.0%} CI]", "rows", "languages"], fcells,
                fnotes + _caveat(summary), operating_point="threshold_free", file_id="transfer_fit",
                value_note="AUROC x 100")
-    t2.spec = TableSpec(**{**fspec.__dict__, "row_header": "Fit (features)"})
 
-    aspec = TableSpec(id="transfer_arms", title="Anchor choice against the prediction: mean AUROC over unseen languages",
+    aspec = TableSpec(id="transfer_arms", row_header="Arm · languages",
+                      title="Anchor choice against the prediction: mean AUROC over unseen languages",
                       rows={"named": {"x": {}}}, columns={"named": {"x": {}}}, best="none",
                       caption=("Measured mean AUROC x 100 over each model's unseen languages (random: mean over its "
                                "draws) beside the mean the leave-one-language-out fits predict; 'common unseen': only "
@@ -693,7 +694,6 @@ def transfer_tables(summary: Mapping[str, Any] | None):
                       + [Cell(text=_fmt(r.get(f"predicted_{f}"), 100, 1)) for f in FITS])
     t3 = Table(aspec, alabels, acols, acells, _caveat(summary), operating_point="threshold_free", file_id="transfer_arms",
                value_note="AUROC x 100")
-    t3.spec = TableSpec(**{**aspec.__dict__, "row_header": "Arm · languages"})
     reason = (summary.get("notes") or ["no (model, unseen language) rows"])[-1] if not summary.get("rows") else None
     for t, empty in ((t1, corr.empty), (t2, fits.empty), (t3, arms.empty)):
         if empty:
