@@ -627,7 +627,7 @@ def transfer_tables(summary: Mapping[str, Any] | None):
     level = float((summary.get("bootstrap") or {}).get("level", 0.95))
     maps = summary.get("maps") or {}
     spec = TableSpec(id="transfer", row_header="Predictor",
-                      title="Does the language map predict transfer? Spearman rho of the drop with each predictor",
+                     title="Does the language map predict transfer? Spearman rho of the drop with each predictor",
                      rows={"named": {"x": {}}}, columns={"named": {"x": {}}}, best="none",
                      caption=("One observation per (model, unseen language): the drop is the model's mean over its own "
                               "training languages minus its value in the language (AUROC; F1 at the model's calibrated "
