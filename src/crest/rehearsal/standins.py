@@ -61,8 +61,7 @@ def _build_atomically(folder: Path, build) -> None:
 
 
 def build_mirror(config: dict[str, Any], out_dir: str | Path, *, wheel_cache: str | Path = "results/cache/wheels",
-                 models: list[str] | None = None, datasets: list[str] | None = None,
-                 nllb_steps: int = 0) -> dict[str, Any]:
+                 models: list[str] | None = None, datasets: list[str] | None = None) -> dict[str, Any]:
     """Write the stand-in of every model and dataset `config` reads (or only the given `models` /
     `datasets` ids) into `out_dir`; returns the MIRROR.json document plus timings."""
     from crest.rehearsal.data_repos import build_dataset_repo
@@ -82,8 +81,7 @@ def build_mirror(config: dict[str, Any], out_dir: str | Path, *, wheel_cache: st
             continue
         start = time.perf_counter()
         if kind == "model":
-            kw = {"train_steps": nllb_steps} if repo.startswith("facebook/nllb") else {}
-            _build_atomically(folder, lambda tmp, repo=repo, kw=kw: build_model_repo(repo, tmp, cache, **kw))
+            _build_atomically(folder, lambda tmp, repo=repo: build_model_repo(repo, tmp, cache))
         else:
             _build_atomically(folder, lambda tmp, repo=repo: build_dataset_repo(repo, tmp))
         seconds[key] = round(time.perf_counter() - start, 1)
