@@ -184,10 +184,10 @@ def test_shutdown_during_a_request_still_answers_it(tiny_classifier: Path) -> No
     entered, release = threading.Event(), threading.Event()
     score = guard.score
 
-    def slow_score(texts):
+    def slow_score(texts, **kw):
         entered.set()
         assert release.wait(timeout=30)
-        return score(texts)
+        return score(texts, **kw)
 
     guard.score = slow_score
     server = InProcessServer(create_app(guard, model_id="tiny", limits=Limits(batch_window_ms=0)))
@@ -238,10 +238,10 @@ def test_a_failed_batch_fails_its_requests_not_the_server(tiny_classifier: Path)
     guard = Guard.from_pretrained(tiny_classifier, device="cpu")
     score = guard.score
 
-    def failing_score(texts):
+    def failing_score(texts, **kw):
         if any("boom" in t for t in texts):
             raise RuntimeError("scoring failed")
-        return score(texts)
+        return score(texts, **kw)
 
     guard.score = failing_score
     batcher = MicroBatcher(guard, Limits(batch_window_ms=500, max_batch_texts=8))

@@ -166,14 +166,15 @@ def _serve(args: argparse.Namespace) -> None:
 
     quiet_loading()
     limits = Limits(max_texts=args.max_texts, max_chars=args.max_chars, batch_window_ms=args.batch_window_ms,
-                    max_batch_texts=args.max_batch_texts)
+                    max_batch_texts=args.max_batch_texts, max_queue=args.max_queue)
     feedback_limits = FeedbackLimits(max_text_chars=args.max_chars, max_rows=args.feedback_max_rows,
                                      max_bytes=args.feedback_max_mb * 1024 * 1024)
     parse_models(args.model, args.model_id)  # bad names fail before the port is bound
     serve(args.model, host=args.host, port=args.port, device=args.device, threshold=args.threshold,
           batch_size=args.batch_size, limits=limits, model_id=args.model_id, backend=args.backend,
           precision=args.precision, feedback_db=args.feedback_db, feedback_limits=feedback_limits,
-          no_feedback=args.no_feedback, token=read_token(args.token_file), shared_scoring=args.scoring == "shared")
+          no_feedback=args.no_feedback, token=read_token(args.token_file), shared_scoring=args.scoring == "shared",
+          grace_seconds=args.grace_seconds)
 
 
 def _feedback_export(args: argparse.Namespace) -> None:
@@ -240,6 +241,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-chars", type=int, default=20_000, help="characters per text (more: 413)")
     p.add_argument("--batch-window-ms", type=float, default=5.0, help="how long a request waits for others to batch with")
     p.add_argument("--max-batch-texts", type=int, default=256, help="texts scored together at most")
+    p.add_argument("--max-queue", type=int, default=1024,
+                   help="texts waiting to be scored, per model, at most (more: 503 with Retry-After)")
+    p.add_argument("--grace-seconds", type=float, default=10.0,
+                   help="on SIGTERM/SIGINT, how long requests in flight may still be scored; then 503")
     p.add_argument("--model-id", help="the id answers name (default: --model as given); one model only")
     p.add_argument("--scoring", choices=["per-model", "shared"], default="per-model",
                    help="one scoring worker per model (default), or one guard scoring at a time")

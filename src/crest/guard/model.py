@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,10 @@ def load_guard_file(model_dir: str | Path) -> dict[str, Any]:
     if not isinstance(stored, dict):
         raise ValueError(f"{path}: expected a JSON object")
     return stored
+
+
+class ScoringStopped(RuntimeError):
+    """`Guard.score` gave up between forward passes because its `stop` check said so."""
 
 
 class Guard:
@@ -162,8 +166,10 @@ class Guard:
             mask[row, :len(w)] = 1
         return torch.from_numpy(ids), torch.from_numpy(mask)
 
-    def score(self, texts: Sequence[str]) -> np.ndarray:
-        """P(unsafe) per text (float32), the maximum over its windows."""
+    def score(self, texts: Sequence[str], stop: Callable[[], bool] | None = None) -> np.ndarray:
+        """P(unsafe) per text (float32), the maximum over its windows. `stop` is asked before each
+        forward pass; when it says True, ScoringStopped is raised (a server whose callers have all been
+        answered need not finish a long batch)."""
         import torch
 
         if isinstance(texts, str):
@@ -175,6 +181,8 @@ class Guard:
         probs = np.empty(len(windows), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
+                if stop is not None and stop():
+                    raise ScoringStopped(f"stopped after {start} of {len(order)} windows")
                 idx = order[start:start + self.batch_size]
                 probs[idx] = self._probs(*self._collate([windows[i] for i in idx]))
         out = np.zeros(len(texts), dtype=np.float32)

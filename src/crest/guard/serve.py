@@ -7,8 +7,13 @@ Concurrent requests are micro-batched: the first request waiting opens a short w
 (`batch_window_ms`); every request that arrives in it (up to `max_batch_texts` texts) is scored in
 one `Guard.score` call, which sorts the texts' windows by length and runs them in batches, with
 the same sliding windows over long inputs as the library. Scoring runs in one worker thread, so the
-event loop keeps accepting requests while a batch runs. On SIGTERM/SIGINT uvicorn stops accepting,
-the requests in flight are answered, then the worker stops.
+event loop keeps accepting requests while a batch runs. At most `max_queue` texts wait for the worker;
+past that a request is refused at once (503 with Retry-After) rather than queued without limit.
+
+On SIGTERM/SIGINT uvicorn stops accepting; the requests in flight are answered for up to
+`grace_seconds`; then those still waiting are answered 503 (JSON), the worker drops their texts (and
+stops a batch in progress at its next forward pass), and the process exits. A request is never left
+to uvicorn's own timeout, which would cancel it into a 500 with a traceback.
 
 `POST /v1/moderations` speaks OpenAI's moderation API (`{"input": str | [str], "model"}` ->
 `{"id", "model", "results": [{"flagged", "categories", "category_scores", ...}]}`), so gateways
@@ -30,8 +35,8 @@ import hmac
 import json
 import logging
 import math
-import re
 import queue
+import re
 import socket
 import threading
 import time
@@ -41,12 +46,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import uvicorn
 from fastapi import Request  # at module level: FastAPI reads the route's annotation by name
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crest.guard.feedback import FeedbackFull, FeedbackLimits, FeedbackStore
 from crest.guard.loading import check_threshold
-from crest.guard.model import Guard, load_guard_file
+from crest.guard.model import Guard, ScoringStopped, load_guard_file
 from crest.guard.onnx_guard import load_guard
 
 log = logging.getLogger(__name__)
@@ -60,11 +66,15 @@ class Limits:
     max_chars: int = 20_000  # characters per text
     batch_window_ms: float = 5.0  # how long the first waiting request waits for company
     max_batch_texts: int = 256  # texts per Guard.score call
+    max_queue: int = 1024  # texts waiting for the worker (beyond the batch being scored); more: 503
 
     def __post_init__(self) -> None:
-        for name in ("max_texts", "max_chars", "max_batch_texts"):
+        for name in ("max_texts", "max_chars", "max_batch_texts", "max_queue"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_queue < self.max_texts:
+            raise ValueError(f"max_queue ({self.max_queue}) must be at least max_texts ({self.max_texts}): "
+                             "a request of max_texts texts must fit an empty queue")
         if not 0 <= self.batch_window_ms <= 10_000:
             raise ValueError(f"batch_window_ms must be in [0, 10000], got {self.batch_window_ms}")
 
@@ -126,36 +136,106 @@ class FeedbackRequest(BaseModel):
     scores: list[GuardScore] = Field(default_factory=list, max_length=32)
 
 
-@dataclass
+class Overloaded(RuntimeError):
+    """The queue already holds `max_queue` texts: the request is refused, not queued (503)."""
+
+    def __init__(self, queued: int, limit: int, adding: int, retry_after: int) -> None:
+        super().__init__(f"{queued} texts are waiting to be scored; {adding} more would pass the queue's limit "
+                         f"of {limit}: retry in {retry_after} s")
+        self.queued, self.limit, self.retry_after = queued, limit, retry_after
+
+
+class Refused(RuntimeError):
+    """The server is stopping and this request was not scored in time (503)."""
+
+
+@dataclass(eq=False)
 class _Job:
     texts: list[str]
     future: Future = field(default_factory=Future)
 
 
 class MicroBatcher:
-    """One worker thread that gathers queued requests for a short window and scores them together."""
+    """One worker thread that gathers queued requests for a short window and scores them together.
+
+    At most `limits.max_queue` texts wait (`Overloaded` beyond). A job nobody waits for any more (its
+    future cancelled, or refused by `refuse_all` at shutdown) is skipped, and a batch all of whose
+    requests are gone stops at its next forward pass."""
 
     def __init__(self, guard: Guard, limits: Limits, score_lock: threading.Lock | None = None,
                  name: str = "crest-serve-batcher") -> None:
         self.guard, self.limits = guard, limits
         self.score_lock = score_lock or contextlib.nullcontext()  # shared by all models: one at a time
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.carry: _Job | None = None  # a job that did not fit the last batch: it opens the next one
+        self.lock = threading.Lock()  # guards queued, unanswered, refusing and every future's outcome
+        self.queued = 0  # texts submitted and not yet taken into a batch
+        self.unanswered: set[_Job] = set()
+        self.refusing: str | None = None  # set at shutdown: why new and waiting requests are refused
+        self.seconds_per_text: float | None = None  # of the last batch, for Retry-After
         self.batches = 0  # Guard.score calls, for /v1/model and the tests
         self.largest_batch = 0
+        self.skipped = 0  # jobs dropped unscored because nobody waited for them any more
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self.thread.start()
 
-    def stop(self) -> None:
-        """Score what is queued, then end the worker."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """Score what is still waited for, then end the worker; False when it is still busy after
+        `timeout` seconds (a daemon thread: it does not keep the process alive)."""
         self.jobs.put(None)
-        self.thread.join()
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
 
     def submit(self, texts: list[str]) -> Future:
+        """Queue `texts`; their P(unsafe) arrive in the returned future. Raises Overloaded when the
+        queue is full and Refused once the server has begun refusing (shutdown)."""
         job = _Job(texts)
+        with self.lock:
+            if self.refusing is not None:
+                raise Refused(self.refusing)
+            if self.queued + len(texts) > self.limits.max_queue:
+                raise Overloaded(self.queued, self.limits.max_queue, len(texts), self._retry_after())
+            self.queued += len(texts)
+            self.unanswered.add(job)
         self.jobs.put(job)
         return job.future
+
+    def _retry_after(self) -> int:
+        """Seconds until the queue has likely drained, from the last batch's pace (at least 1)."""
+        return max(1, min(300, math.ceil(self.queued * (self.seconds_per_text or 0.0))))
+
+    def refuse_all(self, reason: str) -> int:
+        """Answer every request not yet answered with Refused(reason), and refuse new ones; the worker
+        skips their texts. Returns how many requests were refused."""
+        with self.lock:
+            self.refusing = reason
+            waiting = [job for job in self.unanswered if not job.future.done()]
+            for job in waiting:
+                job.future.set_exception(Refused(reason))
+            self.unanswered.clear()
+        return len(waiting)
+
+    def _take(self, job: _Job) -> bool:
+        """Take `job` off the queue; False (and skipped) when nobody waits for its answer any more."""
+        with self.lock:
+            self.queued -= len(job.texts)
+            if job.future.done() or not job.future.set_running_or_notify_cancel():
+                self.unanswered.discard(job)
+                self.skipped += 1
+                return False
+        return True
+
+    def _settle(self, job: _Job, result: Any = None, error: BaseException | None = None) -> None:
+        with self.lock:
+            self.unanswered.discard(job)
+            if job.future.done():  # refused meanwhile: that answer stands
+                return
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
 
     def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
         """`first` and the jobs that arrive within the window (texts up to max_batch_texts); True when
@@ -170,38 +250,50 @@ class MicroBatcher:
             if job is None:
                 return batch, True
             if n + len(job.texts) > self.limits.max_batch_texts:
-                self.jobs.put(job)  # the next batch opens with it (FIFO order aside, nothing is lost)
+                self.carry = job  # the next batch opens with it
                 break
-            batch.append(job)
-            n += len(job.texts)
+            if self._take(job):
+                batch.append(job)
+                n += len(job.texts)
         return batch, False
 
     def _run(self) -> None:
         stopping = False
         while True:
-            try:
-                first = self.jobs.get(timeout=0.1 if stopping else None)
-            except queue.Empty:
-                return
+            if self.carry is not None:
+                first, self.carry = self.carry, None
+            else:
+                try:
+                    first = self.jobs.get(timeout=0.1 if stopping else None)
+                except queue.Empty:
+                    return
             if first is None:
                 stopping = True  # answer what is still queued, then end
+                continue
+            if not self._take(first):
                 continue
             batch, saw_stop = self._gather(first)
             stopping = stopping or saw_stop
             texts = [t for job in batch for t in job.texts]
+            started = time.monotonic()
             try:
                 with self.score_lock:
-                    probs = self.guard.score(texts)
+                    probs = self.guard.score(texts, stop=lambda: all(job.future.done() for job in batch))
+            except ScoringStopped:
+                log.info("a batch of %d texts was dropped unscored: none of its requests waits any more", len(texts))
+                self.skipped += len(batch)
+                continue
             except Exception as e:  # a failed batch fails its requests, not the server
                 log.exception("scoring a batch of %d texts failed", len(texts))
                 for job in batch:
-                    job.future.set_exception(e)
+                    self._settle(job, error=e)
                 continue
             self.batches += 1
             self.largest_batch = max(self.largest_batch, len(texts))
+            self.seconds_per_text = (time.monotonic() - started) / len(texts)
             start = 0
             for job in batch:
-                job.future.set_result(probs[start:start + len(job.texts)])
+                self._settle(job, probs[start:start + len(job.texts)])
                 start += len(job.texts)
 
 
@@ -264,17 +356,61 @@ class ServedModel:
 
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+SHUTDOWN_MARGIN_S = 2.0  # after the grace period: for the 503s to go out and the worker to stop
+
+
+def check_grace(grace_s: float) -> float:
+    if not (math.isfinite(grace_s) and 0 <= grace_s <= 3600):
+        raise ValueError(f"grace_seconds must be in [0, 3600], got {grace_s}")
+    return float(grace_s)
+
+
+class Shutdown:
+    """The grace period after SIGTERM/SIGINT. `begin` (from uvicorn's signal handler) starts it; when
+    it ends, every request still waiting is answered 503 (`MicroBatcher.refuse_all`) and its texts are
+    dropped, so uvicorn finds no task left to cancel."""
+
+    def __init__(self, grace_s: float, batchers: list[MicroBatcher]) -> None:
+        self.grace_s, self.batchers = grace_s, batchers
+        self.deadline: float | None = None  # time.monotonic() when the grace period ends
+        self.refused = 0
+        self._timer: threading.Timer | None = None
+
+    def begin(self) -> None:
+        if self.deadline is not None:
+            return
+        self.deadline = time.monotonic() + self.grace_s
+        self._timer = threading.Timer(self.grace_s, self.expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def expire(self) -> None:
+        reason = (f"the server is shutting down and could not score this request within its "
+                  f"{self.grace_s:g} s grace period")
+        self.refused += sum(b.refuse_all(reason) for b in self.batchers)
+        if self.refused:
+            logging.getLogger("uvicorn.error").warning(
+                "crest serve: grace period of %g s over: %d request(s) answered 503, their texts dropped",
+                self.grace_s, self.refused)
+
+    def stop_timeout(self) -> float | None:
+        """How long the lifespan may wait for the workers: no limit (score what is queued) without a
+        shutdown deadline, else until the deadline plus the margin."""
+        if self.deadline is None:
+            return None
+        return max(0.1, self.deadline + SHUTDOWN_MARGIN_S - time.monotonic())
 
 
 def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None, model_dir: Path | None = None,
                limits: Limits | None = None, feedback: FeedbackStore | None = None, token: str | None = None,
-               shared_scoring: bool = False):
+               shared_scoring: bool = False, grace_seconds: float = 10.0):
     """The ASGI app for one guard (`guard`, `model_id`, `model_dir`) or several named ones (a list of
     ServedModel; the first is the default). Each guard has its own scoring worker, unless
     `shared_scoring`: then one lock lets one guard score at a time (measured in docs/guard.md).
     `feedback`: where POST /v1/feedback writes (None: feedback is off). `token`: every /v1/ route
     then needs `Authorization: Bearer <token>` (401 otherwise); `/`, its assets and /healthz stay open.
-    The workers start and stop with the app's lifespan."""
+    The workers start and stop with the app's lifespan; `app.state.shutdown.begin()` (called on
+    SIGTERM/SIGINT by `serve`) starts the `grace_seconds` after which waiting requests get 503."""
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import JSONResponse, Response
 
@@ -294,6 +430,7 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
     by_name = {m.name: m for m in models}
     default = models[0]
     batchers = [m.batcher for m in models]
+    shutdown = Shutdown(check_grace(grace_seconds), batchers)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app):
@@ -303,7 +440,12 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
             yield
         finally:
             for b in batchers:  # after uvicorn has answered the requests in flight
-                await asyncio.to_thread(b.stop)
+                if not await asyncio.to_thread(b.stop, shutdown.stop_timeout()):
+                    log.warning("%s still in a forward pass at the shutdown deadline: left behind", b.thread.name)
+            logging.getLogger("uvicorn.error").info(
+                "crest serve stopped: %d batches scored, %d request(s) refused at the grace deadline, "
+                "%d dropped unscored", sum(b.batches for b in batchers), shutdown.refused,
+                sum(b.skipped for b in batchers))
             if feedback is not None:
                 feedback.close()
 
@@ -311,6 +453,7 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
     app.state.batcher = default.batcher  # the default model's worker
     app.state.models = by_name
     app.state.feedback = feedback
+    app.state.shutdown = shutdown
 
     if token is not None:
         expected = f"Bearer {token}".encode()
@@ -324,6 +467,19 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
                                         content={"error": "unauthorized",
                                                  "detail": "this server needs 'Authorization: Bearer <token>'"})
             return await call_next(request)
+
+    async def scored(served: ServedModel, texts: list[str]) -> Any:
+        """P(unsafe) of `texts` from the guard's worker, or the 503 that says why not: the queue is
+        full (with Retry-After), or the server stopped before scoring them."""
+        try:
+            return await asyncio.wrap_future(served.batcher.submit(texts))
+        except Overloaded as e:
+            return JSONResponse(status_code=503, headers={"Retry-After": str(e.retry_after)},
+                                content={"error": "overloaded", "detail": str(e), "limit": e.limit, "queued": e.queued,
+                                         "retry_after": e.retry_after})
+        except Refused as e:
+            return JSONResponse(status_code=503, headers={"Connection": "close"},
+                                content={"error": "shutting down", "detail": str(e)})
 
     def too_large(detail: str, limit: int, got: int) -> JSONResponse:
         return JSONResponse(status_code=413, content={"error": "request too large", "detail": detail,
@@ -383,7 +539,9 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
             thresholds, origin = g.thresholds(len(texts), langs, req.threshold)
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
-        probs = await asyncio.wrap_future(served.batcher.submit(list(texts)))
+        probs = await scored(served, list(texts))
+        if isinstance(probs, JSONResponse):
+            return probs
         answer = {"model": served.name, "threshold": threshold, "prob_unsafe": [float(p) for p in probs],
                   "labels": ["unsafe" if p >= t else "safe" for p, t in zip(probs, thresholds, strict=True)],
                   "thresholds": [float(t) for t in thresholds], "threshold_from": origin,
@@ -416,7 +574,9 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
         if refused is not None:
             return refused
         thresholds, _ = served.guard.thresholds(len(texts), req.lang)
-        probs = await asyncio.wrap_future(served.batcher.submit(texts))
+        probs = await scored(served, texts)
+        if isinstance(probs, JSONResponse):
+            return probs
         return {"id": f"modr-{uuid.uuid4().hex}", "model": served.name, "results": [
             {"flagged": bool(p >= t), "categories": {MODERATION_CATEGORY: bool(p >= t)},
              "category_scores": {MODERATION_CATEGORY: float(p)},
@@ -543,19 +703,22 @@ def read_token(token_file: str | Path | None = None, env: str = "CREST_SERVE_TOK
 
 def serve(model: str | Path | list[str], *, host: str = "127.0.0.1", port: int = 8000, device: str = "auto",
           threshold: float | None = None, batch_size: int = 32, limits: Limits | None = None,
-          model_id: str | None = None, graceful_timeout_s: float = 30.0, backend: str = "auto",
+          model_id: str | None = None, grace_seconds: float = 10.0, backend: str = "auto",
           precision: str = "auto", feedback_db: str | Path | None = None, feedback_limits: FeedbackLimits | None = None,
           no_feedback: bool = False, token: str | None = None, shared_scoring: bool = False) -> None:
     """Load the guards (strictly, as `Guard.from_pretrained`) and serve them until SIGINT/SIGTERM.
     Port 0 takes a free port; the log line "crest serve listening on http://HOST:PORT" names it.
     Feedback goes to `feedback_db`, else to `{run}/feedback/feedback.sqlite` of the first model that
-    sits in a run directory, else it is off (also with `no_feedback`)."""
-    import uvicorn
+    sits in a run directory, else it is off (also with `no_feedback`). On SIGTERM/SIGINT requests in
+    flight are answered for up to `grace_seconds`, then refused with 503 (JSON); the process exits
+    within SHUTDOWN_MARGIN_S after that. uvicorn's own `timeout_graceful_shutdown` is set past both,
+    as a backstop that should never fire (it would cancel requests into 500s)."""
 
     from crest.guard.feedback import default_db
 
     specs = parse_models([str(model)] if isinstance(model, str | Path) else [str(m) for m in model], model_id)
     limits = limits or Limits()
+    check_grace(grace_seconds)
     sock = bind_listener(host, port)  # before loading: a busy port fails at once
     with sock:
         served = []
@@ -570,9 +733,11 @@ def serve(model: str | Path | list[str], *, host: str = "127.0.0.1", port: int =
         if db is not None:
             flimits = feedback_limits or FeedbackLimits(max_text_chars=limits.max_chars)
             store = FeedbackStore(db, flimits)
-        app = create_app(served, limits=limits, feedback=store, token=token, shared_scoring=shared_scoring)
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info",
-                                               timeout_graceful_shutdown=graceful_timeout_s))
+        app = create_app(served, limits=limits, feedback=store, token=token, shared_scoring=shared_scoring,
+                         grace_seconds=grace_seconds)
+        server = GracefulServer(uvicorn.Config(app, host=host, port=port, log_level="info",
+                                               timeout_graceful_shutdown=grace_seconds + 2 * SHUTDOWN_MARGIN_S),
+                                on_exit=app.state.shutdown.begin)
         address = f"[{host}]" if ":" in host else host  # uvicorn names no port for sockets given to it
         say = logging.getLogger("uvicorn.error").info
         say("crest serve: %s; feedback %s%s", ", ".join(f"{m.name} ({m.model_dir or 'hub'})" for m in served),
@@ -594,3 +759,16 @@ def bind_listener(host: str, port: int) -> socket.socket:
         sock.close()
         raise OSError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     return sock
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, which also tells the app when SIGTERM/SIGINT arrives (`on_exit`): uvicorn
+    itself lets the app know only after the requests in flight are done, too late for a grace period."""
+
+    def __init__(self, config, on_exit) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        self.on_exit()
