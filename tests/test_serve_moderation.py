@@ -114,8 +114,9 @@ def test_per_language_thresholds_calibrated_applied_and_reported(model_dir: Path
     t_de, t_glob = guard.lang_thresholds["de"], guard.threshold
     assert t_de != t_glob
     text = rows["text"][0]
-    out = guard.classify([text, text, text], langs=["de", "EN", None])
+    out = guard.classify([text, text, text], langs=["de", "EN", None], detect=False)
     assert [o["threshold_from"] for o in out] == ["language", "model", "model"]
+    assert [o["lang_from"] for o in out] == ["given", "given", None]
     assert [o["threshold"] for o in out] == [t_de, t_glob, t_glob] and out[0]["lang"] == "de"
     assert out[0]["label"] == ("unsafe" if out[0]["prob_unsafe"] >= t_de else "safe")
     # a text between the two thresholds is judged differently by language
@@ -130,7 +131,7 @@ def test_per_language_thresholds_calibrated_applied_and_reported(model_dir: Path
     with Server(create_app(guard, model_id="m", model_dir=model_dir)) as srv:
         r = httpx.post(f"{srv.url}/v1/classify", json={"texts": [text, text], "langs": ["de", "sw"]}).json()
         assert r["thresholds"] == [t_de, t_glob] and r["threshold_from"] == ["language", "model"]
-        assert r["langs"] == ["de", "sw"]
+        assert r["langs"] == ["de", "sw"] and r["lang_from"] == ["given", "given"]
         r = httpx.post(f"{srv.url}/v1/classify", json={"text": text, "lang": "fr"}).json()
         assert r["thresholds"] == [guard.lang_thresholds["fr"]]
         bad = httpx.post(f"{srv.url}/v1/classify", json={"texts": [text], "langs": ["de", "fr"]})

@@ -102,7 +102,7 @@ def _classify(args: argparse.Namespace) -> None:
     langs = record_langs(records, args.lang, args.lang_field)
     guard = load_guard(args.model, backend=args.backend, precision=args.precision, device=args.device,
                        threshold=args.threshold, batch_size=args.batch_size)
-    results = guard.classify(texts, langs=langs)
+    results = guard.classify(texts, langs=langs, detect=not args.no_detect_lang)
     lines = [json.dumps({**record, **result}, ensure_ascii=False, default=str) for record, result in zip(records, results)]
     out = "\n".join(lines) + "\n"
     if args.out:
@@ -131,6 +131,10 @@ def _calibrate(args: argparse.Namespace) -> None:
         df = df[df["split"] == args.split]
     if df.empty:
         raise ValueError(f"no rows with split {args.split!r} in {', '.join(map(str, args.data))}")
+    if (args.language_map or args.no_language_map) and not args.per_language:
+        raise ValueError("--language-map and --no-language-map go with --per-language")
+    if args.language_map and args.no_language_map:
+        raise ValueError("give --language-map or --no-language-map, not both")
     if args.per_language and "lang" not in df.columns:
         raise ValueError(f"--per-language: no column lang in {', '.join(map(str, args.data))}")
     guard = Guard.from_pretrained(args.model, device=args.device, batch_size=args.batch_size)
@@ -139,11 +143,12 @@ def _calibrate(args: argparse.Namespace) -> None:
     result = calibrate_model(args.model, probs, df["label"].to_numpy(),
                              target_recall=args.target_recall, target_fpr=args.target_fpr, note=note)
     if args.per_language:
-        from crest.guard.languages import calibrate_languages
+        from crest.guard.languages import calibrate_languages, default_language_map
 
+        language_map = None if args.no_language_map else (args.language_map or default_language_map(args.model))
         result["languages"] = calibrate_languages(
             args.model, probs, df["label"].to_numpy(), df["lang"].astype(str).tolist(), target_recall=args.target_recall,
-            target_fpr=args.target_fpr, min_rows=args.min_rows_per_class, note=note)
+            target_fpr=args.target_fpr, min_rows=args.min_rows_per_class, note=note, language_map=language_map)
     print(json.dumps(result))
 
 
@@ -174,7 +179,7 @@ def _serve(args: argparse.Namespace) -> None:
           batch_size=args.batch_size, limits=limits, model_id=args.model_id, backend=args.backend,
           precision=args.precision, feedback_db=args.feedback_db, feedback_limits=feedback_limits,
           no_feedback=args.no_feedback, token=read_token(args.token_file), shared_scoring=args.scoring == "shared",
-          grace_seconds=args.grace_seconds)
+          grace_seconds=args.grace_seconds, detect_lang=not args.no_detect_lang)
 
 
 def _feedback_export(args: argparse.Namespace) -> None:
@@ -204,6 +209,12 @@ def _guardbench(args: argparse.Namespace) -> None:
               batch_size=args.batch_size, datasets=args.datasets, metrics=["f1", "recall", "fpr", "auprc"], guard=guard)
 
 
+def add_detect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-detect-lang", action="store_true",
+                   help="do not detect the language of a text given without one (it is then judged at the "
+                        "global threshold)")
+
+
 def add_backend(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
                    help="auto: ONNX Runtime for a `crest guard export-onnx` directory, else PyTorch")
@@ -223,6 +234,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="write here (atomically) instead of stdout")
     p.add_argument("--lang", help="the language of every text (its calibrated threshold applies, if any)")
     p.add_argument("--lang-field", help="JSONL field / CSV column holding each text's language")
+    add_detect(p)
     add_backend(p)
     p.add_argument("input", nargs="?", default="-", help="file, or - for stdin (default)")
     p.set_defaults(func=_classify)
@@ -257,6 +269,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--token-file", type=Path,
                    help="require 'Authorization: Bearer TOKEN' on /v1/ (TOKEN: this file's first line; "
                         "default: $CREST_SERVE_TOKEN when set, else no token)")
+    add_detect(p)
     add_backend(p)
     p.set_defaults(func=_serve)
 
@@ -281,7 +294,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--per-language", action="store_true",
                    help="also a threshold per language (column lang) with enough rows of both classes")
     p.add_argument("--min-rows-per-class", type=int, default=20,
-                   help="--per-language: rows of each class a language needs (else the global threshold)")
+                   help="--per-language: rows of each class a language (or cluster) needs for a threshold of its own")
+    p.add_argument("--language-map", type=Path,
+                   help="--per-language: clusters.tsv whose clusters get thresholds too, the fallback of their "
+                        "languages (default: the model's run's clusters/kmeans/clusters.tsv, if there is one)")
+    p.add_argument("--no-language-map", action="store_true", help="--per-language: no cluster thresholds")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=32)
     p.set_defaults(func=_calibrate)

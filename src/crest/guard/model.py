@@ -90,6 +90,8 @@ class Guard:
         self.tokenizer = tokenizer
         self.threshold = check_threshold(threshold)
         self.lang_thresholds: dict[str, float] = {}  # calibrated per language (crest.guard.languages)
+        self.cluster_thresholds: dict[str, float] = {}  # calibrated per cluster of the run's language map
+        self.language_clusters: dict[str, str] = {}  # that map: language -> cluster
         self.batch_size = batch_size
         limit = int(getattr(config, "max_position_embeddings", 514)) - 2  # XLM-R positions start at 2
         self.max_length = min(max_length or 512, limit)
@@ -135,7 +137,8 @@ class Guard:
 
         kwargs.setdefault("top_layers", stored.get(TOP_KEY, 0))
         guard = cls(model, tokenizer, threshold=threshold, device=device, **kwargs)
-        guard.lang_thresholds = {} if explicit else language_thresholds(stored, Path(source) / GUARD_FILE)
+        if not explicit:
+            guard.use_stored_thresholds(stored, Path(source) / GUARD_FILE)
         if compile:
             guard.model = torch.compile(guard.model, mode="reduce-overhead")
         return guard
@@ -260,35 +263,86 @@ class Guard:
         np.maximum.at(out, owner, probs)
         return out
 
+    def use_stored_thresholds(self, stored: dict[str, Any], origin: str | Path = GUARD_FILE) -> None:
+        """Judge texts at the per-language and per-cluster thresholds of a crest_guard.json."""
+        self.lang_thresholds = language_thresholds(stored, origin)
+        self.cluster_thresholds, self.language_clusters = cluster_thresholds(stored, origin)
+
+    def threshold_for(self, lang: str | None) -> tuple[float, str]:
+        """A language's threshold and where it came from: "language" (calibrated on its own rows;
+        `pt-br` also finds `pt`), "cluster" (its cluster's, in the run's language map), "model"."""
+        if lang:
+            key = normalise_lang(lang)
+            keys = (key, key.split("-")[0])
+            for k in keys:
+                if k in self.lang_thresholds:
+                    return self.lang_thresholds[k], "language"
+            for k in keys:
+                if self.language_clusters.get(k) in self.cluster_thresholds:
+                    return self.cluster_thresholds[self.language_clusters[k]], "cluster"
+        return self.threshold, "model"
+
     def thresholds(self, n: int, langs: Sequence[str | None] | str | None = None,
                    threshold: float | None = None) -> tuple[np.ndarray, list[str]]:
         """The threshold each of `n` texts is judged at, and where it came from: "request" (the
-        `threshold` argument, for all), "language" (the text's language, given in `langs`, has a
-        calibrated threshold in crest_guard.json), else "model" (the global one)."""
+        `threshold` argument, for all), else as `threshold_for` the text's language."""
         if threshold is not None:
             return np.full(n, check_threshold(threshold), dtype=np.float64), ["request"] * n
         langs = [langs] * n if langs is None or isinstance(langs, str) else list(langs)
         if len(langs) != n:
             raise ValueError(f"{len(langs)} languages for {n} texts")
-        found = [self.lang_thresholds.get(normalise_lang(lang)) if lang else None for lang in langs]
-        return (np.array([self.threshold if t is None else t for t in found], dtype=np.float64),
-                ["model" if t is None else "language" for t in found])
+        found = [self.threshold_for(lang) for lang in langs]
+        return np.array([t for t, _ in found], dtype=np.float64), [o for _, o in found]
 
     def classify(self, texts: Sequence[str], threshold: float | None = None,
-                 langs: Sequence[str | None] | str | None = None) -> list[dict[str, Any]]:
-        """{"prob_unsafe", "label", "threshold", "threshold_from", "lang"} per text; label is
-        "unsafe" when prob_unsafe >= the text's threshold (see `thresholds`). `langs`: the language
-        of each text (or one for all), as the caller knows it; nothing is detected."""
+                 langs: Sequence[str | None] | str | None = None, detect: bool = True) -> list[dict[str, Any]]:
+        """{"prob_unsafe", "label", "threshold", "threshold_from", "lang", "lang_from"} per text;
+        label is "unsafe" when prob_unsafe >= the text's threshold (see `thresholds`). `langs`: the
+        language of each text (or one for all) as the caller knows it; where it gives none, the
+        language is detected (`detect`, crest.guard.langid). `lang_from`: "given", "detected", or
+        None (no language: not given, and detection off or unsure)."""
         probs = self.score(texts)
-        ts, origin = self.thresholds(len(probs), langs, threshold)
-        given = [langs] * len(probs) if langs is None or isinstance(langs, str) else list(langs)
+        used, lang_from = resolve_langs(texts, langs, detect)
+        ts, origin = self.thresholds(len(probs), used, threshold)
         return [{"prob_unsafe": float(p), "label": "unsafe" if p >= t else "safe", "threshold": float(t),
-                 "threshold_from": o, "lang": lang} for p, t, o, lang in zip(probs, ts, origin, given, strict=True)]
+                 "threshold_from": o, "lang": lang, "lang_from": f}
+                for p, t, o, lang, f in zip(probs, ts, origin, used, lang_from, strict=True)]
+
+
+def resolve_langs(texts: Sequence[str], langs: Sequence[str | None] | str | None,
+                  detect: bool = True) -> tuple[list[str | None], list[str | None]]:
+    """Each text's language and where it came from ("given", "detected", None): the caller's where
+    given, else detected (when `detect`; None where detection is unsure)."""
+    given = [langs] * len(texts) if langs is None or isinstance(langs, str) else list(langs)
+    if len(given) != len(texts):
+        raise ValueError(f"{len(given)} languages for {len(texts)} texts")
+    given = [lang if lang else None for lang in given]
+    missing = [i for i, lang in enumerate(given) if lang is None]
+    detected: dict[int, str | None] = {}
+    if detect and missing:
+        from crest.guard.langid import detect_languages
+
+        detected = dict(zip(missing, detect_languages([texts[i] for i in missing]), strict=True))
+    used = [lang if lang is not None else detected.get(i) for i, lang in enumerate(given)]
+    origin = ["given" if g is not None else ("detected" if u is not None else None) for g, u in zip(given, used)]
+    return used, origin
 
 
 def normalise_lang(code: str) -> str:
     """A language code as thresholds are keyed: lower case, '_' as '-' ('pt_BR' -> 'pt-br')."""
     return str(code).strip().lower().replace("_", "-")
+
+
+def cluster_thresholds(stored: dict[str, Any], origin: str | Path = GUARD_FILE) -> tuple[dict[str, float],
+                                                                                        dict[str, str]]:
+    """({cluster: threshold}, {language: cluster}) from a crest_guard.json's "clusters" and
+    "language_clusters" sections (`crest guard calibrate --per-language` with a language map)."""
+    section, mapping = stored.get("clusters") or {}, stored.get("language_clusters") or {}
+    if not isinstance(section, dict) or not isinstance(mapping, dict):
+        raise ValueError(f"{origin}: 'clusters' and 'language_clusters' must be objects")
+    thresholds = {str(c): check_threshold(entry.get("threshold") if isinstance(entry, dict) else entry,
+                                          f"{origin}: clusters.{c}.threshold") for c, entry in section.items()}
+    return thresholds, {normalise_lang(lang): str(c) for lang, c in mapping.items()}
 
 
 def language_thresholds(stored: dict[str, Any], origin: str | Path = GUARD_FILE) -> dict[str, float]:

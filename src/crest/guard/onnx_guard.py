@@ -20,7 +20,7 @@ import numpy as np
 
 from crest import hub
 from crest.guard.loading import ModelLoadError, check_threshold
-from crest.guard.model import (DEFAULT_THRESHOLD, GUARD_FILE, Guard, language_thresholds, load_guard_file)
+from crest.guard.model import DEFAULT_THRESHOLD, GUARD_FILE, Guard, load_guard_file
 
 ONNX_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
 GATE_FILE = "onnx_gate.json"
@@ -119,7 +119,8 @@ class OnnxGuard(Guard):
             threshold = check_threshold(stored.get("threshold", DEFAULT_THRESHOLD), f"{root / GUARD_FILE}: threshold")
         guard = cls(open_session(file, device, threads), hub.from_pretrained(AutoTokenizer, root),
                     hub.from_pretrained(AutoConfig, root), threshold=threshold, precision=precision, file=file, **kwargs)
-        guard.lang_thresholds = {} if explicit else language_thresholds(stored, root / GUARD_FILE)
+        if not explicit:
+            guard.use_stored_thresholds(stored, root / GUARD_FILE)
         return guard
 
     def _probs(self, ids, mask) -> np.ndarray:

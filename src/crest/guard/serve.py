@@ -52,7 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from crest.guard.feedback import FeedbackFull, FeedbackLimits, FeedbackStore
 from crest.guard.loading import check_threshold
-from crest.guard.model import Guard, ScoringStopped, load_guard_file
+from crest.guard.model import Guard, ScoringStopped, load_guard_file, resolve_langs
 from crest.guard.onnx_guard import load_guard
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,9 @@ class Limits:
 
 class ClassifyRequest(BaseModel):
     """POST /v1/classify: one `text` or a list `texts`; `threshold` overrides the model's (and its
-    per-language ones); `lang` (one for all) or `langs` (one per text) picks per-language thresholds."""
+    per-language ones); `lang` (one for all) or `langs` (one per text) picks per-language thresholds;
+    where none is given the language is detected, unless `detect_lang` is false (or the server's
+    --no-detect-lang)."""
 
     model_config = ConfigDict(extra="forbid")
     text: str | None = None
@@ -89,6 +91,7 @@ class ClassifyRequest(BaseModel):
     threshold: float | None = None
     lang: str | None = None
     langs: list[str | None] | None = None
+    detect_lang: bool | None = None  # None: the server's setting
     model: str | None = None  # which served guard (default: the first)
     detail: bool = False  # also say, per text, how many tokens and sliding windows were scored
 
@@ -105,12 +108,14 @@ class TextPart(BaseModel):
 
 class ModerationRequest(BaseModel):
     """POST /v1/moderations, OpenAI's shape: `input` a string, a list of strings or of text parts;
-    `model` names a served guard (any other name: the first); `lang` is crest's extension."""
+    `model` names a served guard (any other name: the first); `lang` and `detect_lang` are crest's
+    extensions."""
 
     model_config = ConfigDict(extra="forbid")
     input: str | list[str | TextPart]
     model: str | None = None  # a served guard's name picks it; any other name (OpenAI's) the first
     lang: str | None = None
+    detect_lang: bool | None = None
 
 
 class GuardScore(BaseModel):
@@ -321,6 +326,8 @@ def model_summary(guard: Guard, model_dir: Path | None, model_id: str) -> dict[s
                                "labels": {int(k): v for k, v in (guard.config.id2label or {}).items()},
                                "backend": f"onnxruntime {guard.precision}" if hasattr(guard, "session") else "torch",
                                "language_thresholds": dict(guard.lang_thresholds),
+                               "cluster_thresholds": dict(guard.cluster_thresholds),
+                               "language_clusters": dict(guard.language_clusters),
                                "moderation_categories": [MODERATION_CATEGORY]}
     facts: dict[str, Any] = {"task": "safety", "languages": None, "revision": weights_revision(model_dir),
                              "validation_f1": None}
@@ -403,14 +410,15 @@ class Shutdown:
 
 def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None, model_dir: Path | None = None,
                limits: Limits | None = None, feedback: FeedbackStore | None = None, token: str | None = None,
-               shared_scoring: bool = False, grace_seconds: float = 10.0):
+               shared_scoring: bool = False, grace_seconds: float = 10.0, detect_lang: bool = True):
     """The ASGI app for one guard (`guard`, `model_id`, `model_dir`) or several named ones (a list of
     ServedModel; the first is the default). Each guard has its own scoring worker, unless
     `shared_scoring`: then one lock lets one guard score at a time (measured in docs/guard.md).
     `feedback`: where POST /v1/feedback writes (None: feedback is off). `token`: every /v1/ route
     then needs `Authorization: Bearer <token>` (401 otherwise); `/`, its assets and /healthz stay open.
     The workers start and stop with the app's lifespan; `app.state.shutdown.begin()` (called on
-    SIGTERM/SIGINT by `serve`) starts the `grace_seconds` after which waiting requests get 503."""
+    SIGTERM/SIGINT by `serve`) starts the `grace_seconds` after which waiting requests get 503.
+    `detect_lang`: detect the language of texts given without one (a request's `detect_lang` wins)."""
     from fastapi import FastAPI, HTTPException
     from fastapi.responses import JSONResponse, Response
 
@@ -436,6 +444,10 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
     async def lifespan(_app):
         for b in batchers:
             b.start()
+        if detect_lang:
+            from crest.guard.langid import identifier
+
+            await asyncio.to_thread(identifier)  # loaded now, not in the first request
         try:
             yield
         finally:
@@ -480,6 +492,11 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
         except Refused as e:
             return JSONResponse(status_code=503, headers={"Connection": "close"},
                                 content={"error": "shutting down", "detail": str(e)})
+
+    async def languages_of(texts: list[str], langs: Any, detect: bool | None) -> tuple[list, list]:
+        """Each text's language and "given"/"detected"/None (crest.guard.model.resolve_langs); a
+        thread, not the event loop, runs the detector."""
+        return await asyncio.to_thread(resolve_langs, list(texts), langs, detect_lang if detect is None else detect)
 
     def too_large(detail: str, limit: int, got: int) -> JSONResponse:
         return JSONResponse(status_code=413, content={"error": "request too large", "detail": detail,
@@ -533,9 +550,10 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
             return refused
         if req.lang is not None and req.langs is not None:
             raise HTTPException(status_code=422, detail="give 'lang' (one for all) or 'langs' (one per text), not both")
-        langs = req.lang if req.langs is None else req.langs
         try:
             threshold = g.threshold if req.threshold is None else check_threshold(req.threshold)
+            langs, lang_from = await languages_of(texts, req.lang if req.langs is None else req.langs,
+                                                  req.detect_lang)
             thresholds, origin = g.thresholds(len(texts), langs, req.threshold)
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
@@ -545,7 +563,7 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
         answer = {"model": served.name, "threshold": threshold, "prob_unsafe": [float(p) for p in probs],
                   "labels": ["unsafe" if p >= t else "safe" for p, t in zip(probs, thresholds, strict=True)],
                   "thresholds": [float(t) for t in thresholds], "threshold_from": origin,
-                  "langs": langs if isinstance(langs, list) else [langs] * len(texts)}
+                  "langs": langs, "lang_from": lang_from}
         if req.detail:
             answer["tokens"], answer["windows"] = await asyncio.to_thread(windows_of, g, list(texts))
         return answer
@@ -573,7 +591,8 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
         refused = check_texts(texts)
         if refused is not None:
             return refused
-        thresholds, _ = served.guard.thresholds(len(texts), req.lang)
+        langs, _ = await languages_of(texts, req.lang, req.detect_lang)
+        thresholds, _ = served.guard.thresholds(len(texts), langs)
         probs = await scored(served, texts)
         if isinstance(probs, JSONResponse):
             return probs
@@ -589,7 +608,10 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
     @app.get("/v1/model")
     async def model():
         """The default model's summary (as with one model), and `models`: every served guard."""
+        from crest.guard.langid import describe
+
         return {**model_entry(default), "limits": vars(limits), "models": [model_entry(m) for m in models],
+                "language_detection": {"enabled": detect_lang, **describe()},
                 "scoring": "shared" if shared_scoring else "per-model",
                 "feedback": None if feedback is None else {"enabled": True, **vars(feedback.limits)}}
 
@@ -705,7 +727,8 @@ def serve(model: str | Path | list[str], *, host: str = "127.0.0.1", port: int =
           threshold: float | None = None, batch_size: int = 32, limits: Limits | None = None,
           model_id: str | None = None, grace_seconds: float = 10.0, backend: str = "auto",
           precision: str = "auto", feedback_db: str | Path | None = None, feedback_limits: FeedbackLimits | None = None,
-          no_feedback: bool = False, token: str | None = None, shared_scoring: bool = False) -> None:
+          no_feedback: bool = False, token: str | None = None, shared_scoring: bool = False,
+          detect_lang: bool = True) -> None:
     """Load the guards (strictly, as `Guard.from_pretrained`) and serve them until SIGINT/SIGTERM.
     Port 0 takes a free port; the log line "crest serve listening on http://HOST:PORT" names it.
     Feedback goes to `feedback_db`, else to `{run}/feedback/feedback.sqlite` of the first model that
@@ -734,7 +757,7 @@ def serve(model: str | Path | list[str], *, host: str = "127.0.0.1", port: int =
             flimits = feedback_limits or FeedbackLimits(max_text_chars=limits.max_chars)
             store = FeedbackStore(db, flimits)
         app = create_app(served, limits=limits, feedback=store, token=token, shared_scoring=shared_scoring,
-                         grace_seconds=grace_seconds)
+                         grace_seconds=grace_seconds, detect_lang=detect_lang)
         server = GracefulServer(uvicorn.Config(app, host=host, port=port, log_level="info",
                                                timeout_graceful_shutdown=grace_seconds + 2 * SHUTDOWN_MARGIN_S),
                                 on_exit=app.state.shutdown.begin)

@@ -148,7 +148,8 @@ async function score() {
       const slider = card.querySelector(".threshold");
       slider.disabled = false;
       slider.value = String(t);
-      judge(card, from === "language" ? "language " + (d.langs[0] || "") : from);
+      const l = d.langs[0] || "", how = d.lang_from && d.lang_from[0] === "detected" ? ", detected" : "";
+      judge(card, from === "language" ? "language " + l + how : from === "cluster" ? "cluster of " + l + how : from);
       const w = d.windows ? d.windows[0] : 1, n = d.tokens ? d.tokens[0] : null;
       card.querySelector(".windows").textContent = w > 1
         ? "long input: " + n + " tokens scored over " + w + " sliding windows of " + m.window_tokens
