@@ -141,3 +141,22 @@ def test_bad_label_stops_before_the_model_loads(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"label 3 of row 'c' is outside \{0, 1\}"):
         train_model(tmp_path / "data.parquet", str(tmp_path / "no-such-encoder"), _settings(), tmp_path / "s",
                     tmp_path / "m")
+
+
+def test_a_one_label_validation_split_is_refused_before_training(toy_shards, tiny_encoder, tmp_path: Path) -> None:
+    """A validation split of one label cannot pick weights (AUROC undefined, F1 0 or degenerate):
+    it used to export the first evaluation's weights silently; now the CLI says why, exit 2."""
+    data, info = _data(toy_shards, tmp_path, ["en"], rows=200)
+    rows = pd.read_parquet(data)
+    rows[(rows["split"] != "validation") | (rows["label"] == 1)].to_parquet(data, index=False)
+    args = ["--data", str(data), "--encoder", str(tiny_encoder), "--settings", json.dumps(_settings(select="auroc")),
+            "--state-dir", str(tmp_path / "state"), "--out", str(tmp_path / "model")]
+    done = _cli(args)
+    assert done.returncode == 2, done.stderr[-2000:]
+    unsafe = int(rows["label"][rows["split"] == "validation"].sum())
+    assert (f"{data}: the validation split has no safe rows (only {unsafe} unsafe): optim.select auroc cannot "
+            "pick weights on one label") in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "model").exists()
+    rows[(rows["split"] != "validation") | (rows["label"] == 0)].to_parquet(data, index=False)
+    with pytest.raises(ValueError, match="has no unsafe rows .*optim.select f1_unsafe"):
+        train_model(data, str(tiny_encoder), _settings(), tmp_path / "s", tmp_path / "m")

@@ -81,6 +81,21 @@ def null_training(settings: dict[str, Any], data_info: dict[str, Any] | None) ->
     return int(np.random.SeedSequence([settings["seed"], draw, 0x5EED]).generate_state(1)[0] % 2**31), "last"
 
 
+def check_selectable(val_labels: np.ndarray, select: str, where: str) -> None:
+    """Refuse a validation split of one label when weights are picked on it: AUROC is undefined
+    (NaN, and nothing compares greater than NaN) and F1 is 0 or rewards flagging everything, so the
+    first evaluation's weights were exported whatever the run learned after (a small source, such
+    as red-team feedback that is mostly `unsafe`, splits that way)."""
+    if select == "last":
+        return
+    counts = np.bincount(val_labels, minlength=2)
+    if counts.min() == 0:
+        missing, present = ("safe", "unsafe") if counts[0] == 0 else ("unsafe", "safe")
+        raise ValueError(f"{where}: the validation split has no {missing} rows (only {int(counts.max())} {present}): "
+                         f"optim.select {select} cannot pick weights on one label; give the validation split both "
+                         "labels, or set optim.select: last")
+
+
 def choose_precision(precision: str, device_type: str) -> str:
     """Accelerate's mixed_precision: bf16 autocast on a GPU that supports it (auto), never on CPU."""
     import torch
@@ -225,6 +240,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     fp = fingerprint(settings, data_sha)
     train_rows = rows[rows["split"] == "train"].reset_index(drop=True)
     val_rows = rows[rows["split"] == "validation"].reset_index(drop=True)
+    check_selectable(val_rows["label"].to_numpy(np.int64), select, str(data_path))
 
     with acc.main_process_first():  # a hub download happens once
         tokenizer = hub.from_pretrained(AutoTokenizer, encoder)
