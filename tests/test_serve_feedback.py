@@ -248,39 +248,31 @@ def test_feedback_loader_dedups_keeps_the_persons_label_and_provenance(tmp_path:
 
 
 @pytest.mark.slow
-def test_a_feedback_export_trains_a_model(tmp_path: Path) -> None:
-    """Export -> registry `feedback` source -> prepared rows (cleaned, split) -> a tiny XLM-R trained on
-    their train split (the plain torch loop of the trained_guard fixture): it learns the person's
-    labels (TRIGGER unsafe) and holds on the test split."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
+def test_a_feedback_export_trains_a_model(tiny_encoder: Path, tmp_path: Path) -> None:
+    """Export -> registry `feedback` source -> prepared rows (cleaned, split) -> crest's trainer
+    (`train_model`, the pipeline's): the model learns the person's labels (TRIGGER unsafe) and holds
+    on the held-out test split at 0.5. Validation AUROC saturates at 1.0 within a few evaluations
+    here; the exported weights are the lowest-loss of those, not the first (which scored the test
+    rows at chance, 0.51: the "predicts everything unsafe" of issue 29's first try)."""
     from crest.data.prepare import prepare_source
     from crest.data.registry import get_source
-    from crest.tiny import build_tiny_xlmr
+    from crest.train.trainer import train_model
+    from test_train_loop import _records, _settings
 
     export = feedback_export(tmp_path, n=900)
-    prepare_source(get_source([registry(tmp_path, export)], "redteam"), tmp_path / "redteam.parquet",
-                   cache_dir=tmp_path / "cache")
-    rows = pd.read_parquet(tmp_path / "redteam.parquet")
-    train, test = rows[rows["split"] == "train"], rows[rows["split"] == "test"]
-    assert len(train) > 600 and len(test) > 60
-    out = build_tiny_xlmr(tmp_path / "model", num_labels=2, extra_symbols=[TRIGGER], hidden_size=64,
-                          intermediate_size=128, num_heads=4)
-    tok = AutoTokenizer.from_pretrained(out)
-    model = AutoModelForSequenceClassification.from_pretrained(out, hidden_dropout_prob=0.0,
-                                                               attention_probs_dropout_prob=0.0)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    torch.manual_seed(0)
-    model.train()
-    for step in range(80):
-        batch = train.iloc[(step * 32) % (len(train) - 32):][:32]
-        enc = tok(batch["text"].tolist(), padding=True, return_tensors="pt")
-        loss = model(**enc, labels=torch.tensor(batch["label"].astype("int64").to_numpy())).loss
-        loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    model.save_pretrained(out)
-    probs = Guard.from_pretrained(out, device="cpu").score(test["text"].tolist())
+    data = tmp_path / "redteam.parquet"
+    prepare_source(get_source([registry(tmp_path, export)], "redteam"), data, cache_dir=tmp_path / "cache")
+    rows = pd.read_parquet(data)
+    test = rows[rows["split"] == "test"]
+    assert (rows["split"] == "train").sum() > 600 and len(test) > 60
+    # 150 steps of 32 rows: with a 512-token budget (~12 of these 3-12-word rows a step) and lr 1e-2
+    # the tiny encoder was still at loss ln 2 after 60 steps, and after 200 in 3 seeds of 5.
+    settings = _settings(batch_tokens=None, lr=3e-3, max_steps=150, eval_every=25, save_every=150, select="auroc")
+    settings.update(corpus="redteam", arm="feedback", arm_description="Red-team feedback.")
+    summary = train_model(data, str(tiny_encoder), settings, tmp_path / "state", tmp_path / "model",
+                          {"corpus": "redteam", "languages": ["de", "en", "fr"], "sources": {"redteam": len(rows)}})
+    evals = _records(tmp_path / "model" / "metrics.jsonl", "eval")
+    top = [r for r in evals if r["auroc"] == 1.0]
+    assert len(top) >= 2 and summary["best_step"] == min(top, key=lambda r: r["eval_loss"])["step"], evals
+    probs = Guard.from_pretrained(tmp_path / "model", device="cpu").score(test["text"].tolist())
     assert ((probs >= 0.5) == test["label"].to_numpy().astype(bool)).mean() > 0.95
