@@ -188,3 +188,38 @@ def test_a_full_queue_answers_503_with_retry_after(tiny_classifier: Path) -> Non
         assert httpx.post(f"{srv.url}/v1/classify", json={"text": "now there is room"}).status_code == 200
     scored = [t for batch in asked for t in batch]
     assert len(scored) == 4 + 4 + 2 + 1 and not any(t.startswith("text 3") for t in scored)
+
+
+def test_a_client_that_leaves_takes_its_work_off_the_queue(tiny_classifier: Path) -> None:
+    """A client that times out (a gateway's deadline) closes its connection: its queued texts are
+    never scored, and a batch of its own being scored stops at the next forward pass."""
+    guard = Guard.from_pretrained(tiny_classifier, device="cpu", batch_size=1, max_length=16)
+    asked, entered, release = held(guard)
+    forwards = []
+    probs = guard._probs
+    guard._probs = lambda ids, mask: forwards.append(len(ids)) or probs(ids, mask)
+    app = create_app(guard, model_id="tiny", limits=Limits(batch_window_ms=0))
+    batcher = app.state.batcher
+    answers: dict[str, int] = {}
+    with InProcessServer(app) as srv:
+        def post(name: str, texts: list[str], timeout: float) -> None:
+            try:
+                answers[name] = httpx.post(f"{srv.url}/v1/classify", json={"texts": texts}, timeout=timeout).status_code
+            except httpx.TimeoutException:
+                answers[name] = -1  # gave up and closed the connection
+
+        first = threading.Thread(target=post, args=("first", long_texts(1, 2_000, 2), 1.0))
+        first.start()
+        assert entered.wait(timeout=30)  # its batch is in Guard.score, held before any forward pass
+        queued = threading.Thread(target=post, args=("queued", ["left behind"], 1.0))
+        queued.start()
+        until(lambda: len(batcher.unanswered) == 2, 30, "the second request queued")
+        first.join(timeout=30), queued.join(timeout=30)
+        until(lambda: len(batcher.unanswered) == 0, 30, "the server noticing both clients gone")
+        release.set()
+        until(lambda: batcher.skipped == 2, 30, "the worker dropping both")
+        r = httpx.post(f"{srv.url}/v1/classify", json={"text": "still serving"}, timeout=30)
+        assert r.status_code == 200
+    assert answers == {"first": -1, "queued": -1}
+    assert asked == [long_texts(1, 2_000, 2), ["still serving"]]  # "left behind" never reached Guard.score
+    assert forwards == [1]  # the abandoned batch ran no forward pass; the last request one

@@ -222,6 +222,17 @@ class MicroBatcher:
             self.unanswered.clear()
         return len(waiting)
 
+    def drop(self, future: Future, reason: str) -> bool:
+        """Answer one request with Refused(reason) (its client is gone): the worker skips its texts,
+        or stops its batch when no other request waits on it. False when it was answered already."""
+        with self.lock:
+            job = next((j for j in self.unanswered if j.future is future), None)
+            if job is None or future.done():
+                return False
+            future.set_exception(Refused(reason))
+            self.unanswered.discard(job)
+        return True
+
     def _take(self, job: _Job) -> bool:
         """Take `job` off the queue; False (and skipped) when nobody waits for its answer any more."""
         with self.lock:
@@ -480,18 +491,40 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
                                                  "detail": "this server needs 'Authorization: Bearer <token>'"})
             return await call_next(request)
 
-    async def scored(served: ServedModel, texts: list[str]) -> Any:
-        """P(unsafe) of `texts` from the guard's worker, or the 503 that says why not: the queue is
-        full (with Retry-After), or the server stopped before scoring them."""
+    async def scored(served: ServedModel, texts: list[str], request: Request) -> Any:
+        """P(unsafe) of `texts` from the guard's worker, or the answer that says why not: 503 when the
+        queue is full (with Retry-After) or the server stopped before scoring them; 499 when the
+        client went away first (its texts then leave the queue: nobody would read their scores)."""
         try:
-            return await asyncio.wrap_future(served.batcher.submit(texts))
+            future = served.batcher.submit(texts)
         except Overloaded as e:
             return JSONResponse(status_code=503, headers={"Retry-After": str(e.retry_after)},
                                 content={"error": "overloaded", "detail": str(e), "limit": e.limit, "queued": e.queued,
                                          "retry_after": e.retry_after})
         except Refused as e:
-            return JSONResponse(status_code=503, headers={"Connection": "close"},
-                                content={"error": "shutting down", "detail": str(e)})
+            return shutting_down(e)
+        answer, gone = asyncio.wrap_future(future), asyncio.ensure_future(client_gone(request))
+        try:
+            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not answer.done():
+                served.batcher.drop(future, "the client closed the connection")
+                answer.cancel()
+                return JSONResponse(status_code=499, content={"error": "client closed the request"})
+            return answer.result()
+        except Refused as e:
+            return shutting_down(e)
+        finally:
+            gone.cancel()
+
+    def shutting_down(e: Refused) -> JSONResponse:
+        return JSONResponse(status_code=503, headers={"Connection": "close"},
+                            content={"error": "shutting down", "detail": str(e)})
+
+    async def client_gone(request: Request) -> None:
+        """Returns when the client disconnects (the body is read: what the server receives next is
+        the disconnect)."""
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
 
     async def languages_of(texts: list[str], langs: Any, detect: bool | None) -> tuple[list, list]:
         """Each text's language and "given"/"detected"/None (crest.guard.model.resolve_langs); a
@@ -530,14 +563,14 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
         return [len(x) for x in ids], [len(window_starts(len(x), g.window, g.stride)) for x in ids]
 
     @app.post("/v1/classify")
-    async def classify(req: ClassifyRequest):
+    async def classify(req: ClassifyRequest, request: Request):
         app.state.in_flight += 1  # one event loop: no lock needed
         try:
-            return await _classify(req)
+            return await _classify(req, request)
         finally:
             app.state.in_flight -= 1
 
-    async def _classify(req: ClassifyRequest):
+    async def _classify(req: ClassifyRequest, request: Request):
         served = pick(req.model)
         g = served.guard
         if (req.text is None) == (req.texts is None):
@@ -557,7 +590,7 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
             thresholds, origin = g.thresholds(len(texts), langs, req.threshold)
         except ValueError as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
-        probs = await scored(served, list(texts))
+        probs = await scored(served, list(texts), request)
         if isinstance(probs, JSONResponse):
             return probs
         answer = {"model": served.name, "threshold": threshold, "prob_unsafe": [float(p) for p in probs],
@@ -569,14 +602,14 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
         return answer
 
     @app.post("/v1/moderations")
-    async def moderations(req: ModerationRequest):
+    async def moderations(req: ModerationRequest, request: Request):
         app.state.in_flight += 1
         try:
-            return await _moderations(req)
+            return await _moderations(req, request)
         finally:
             app.state.in_flight -= 1
 
-    async def _moderations(req: ModerationRequest):
+    async def _moderations(req: ModerationRequest, request: Request):
         served = by_name.get(req.model, default) if req.model is not None else default
         items = [req.input] if isinstance(req.input, str) else req.input
         if not items:
@@ -593,7 +626,7 @@ def create_app(guard: Guard | list[ServedModel], *, model_id: str | None = None,
             return refused
         langs, _ = await languages_of(texts, req.lang, req.detect_lang)
         thresholds, _ = served.guard.thresholds(len(texts), langs)
-        probs = await scored(served, texts)
+        probs = await scored(served, texts, request)
         if isinstance(probs, JSONResponse):
             return probs
         return {"id": f"modr-{uuid.uuid4().hex}", "model": served.name, "results": [
