@@ -18,7 +18,8 @@ include: "workflow/rules/translate.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/cluster.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/evaluate.smk"  # last: it evaluates what the stages above build
+include: "workflow/rules/evaluate.smk"  # it evaluates what the stages above build
+include: "workflow/rules/deploy.smk"  # last: it exports trained models, gated on evaluation sets too
 
 
 rule all:
@@ -29,4 +30,5 @@ rule all:
         cluster_outputs(),
         train_outputs(),
         evaluate_outputs(),
+        deploy_outputs(),
     default_target: True

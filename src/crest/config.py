@@ -12,6 +12,7 @@ from crest.data.audit import check_audit
 from crest.data.registry import Source, load_registry, source_languages
 from crest.embed.config import check_embed
 from crest.evaluate.plan import check_evaluate
+from crest.guard.deploy import check_deploy
 from crest.languages import check_codes, load_languages
 from crest.paths import resolve
 from crest.schema import ConfigError, read_yaml, validate
@@ -44,6 +45,7 @@ def load_config(config: dict[str, Any] | str | Path, origin: str | None = None) 
     check_cluster(config, table, origin)
     check_train(config, table, origin)
     check_evaluate(config, table, origin)
+    check_deploy(config, origin)
     return config
 
 

@@ -157,7 +157,7 @@ def _export_onnx(args: argparse.Namespace) -> None:
 
     quiet_loading()
     texts, labels, langs, note = read_gate_rows(args.data, args.split, args.field, args.label_field,
-                                                args.lang_field, limit=args.max_rows)
+                                                args.lang_field, limit=args.max_rows, heldout=args.heldout)
     tol = Tolerances(max_auroc_drop=args.max_auroc_drop, min_agreement=args.min_agreement,
                      max_fp32_diff=args.max_fp32_diff)
     report = export_onnx(args.model, args.out, texts, labels, langs=langs, int8=args.int8, opset=args.opset,
@@ -309,6 +309,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, nargs="+", type=Path,
                    help="labelled rows for the gate (parquet/CSV/TSV/JSONL with text, label[, split, lang])")
     p.add_argument("--split", default="validation", help="rows of this split (empty: all rows)")
+    p.add_argument("--heldout", nargs="+", type=Path, default=[],
+                   help="more labelled files whose every row joins the gate (e.g. evaluation sets: held-out rows)")
     p.add_argument("--field", default="text")
     p.add_argument("--label-field", default="label")
     p.add_argument("--lang-field", default="lang", help="language column, for per-language thresholds")

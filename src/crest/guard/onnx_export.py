@@ -245,30 +245,32 @@ def write_card(card: Path, report: dict[str, Any]) -> None:
 
 def read_gate_rows(paths: list[Path], split: str | None, text_field: str = "text", label_field: str = "label",
                    lang_field: str | None = "lang", limit: int | None = None, seed: int = 0,
-                   ) -> tuple[list[str], np.ndarray, list[str | None] | None, str]:
-    """Texts, 0/1 labels and (when the column exists) languages from parquet/CSV/JSONL files, one
-    split; `limit` keeps a stratified random subset. Missing columns name the file."""
+                   heldout: tuple[Path, ...] | list[Path] = ()) -> tuple[list[str], np.ndarray, list[str | None] | None, str]:
+    """Texts, 0/1 labels and (when the column exists) languages from parquet/CSV/JSONL files: one
+    split of `paths`, plus every row of the `heldout` files (evaluation sets the model never saw);
+    `limit` keeps a stratified random subset. Missing columns name the file."""
     import pandas as pd
 
     frames = []
-    for path in paths:
+    for path, this_split in [(p, split) for p in paths] + [(p, None) for p in heldout]:
         suffix = path.suffix.lower()
         if not path.is_file():
             raise ValueError(f"{path}: no such file")
         frame = (pd.read_parquet(path) if suffix == ".parquet" else pd.read_json(path, lines=True)
                  if suffix == ".jsonl" else pd.read_csv(path, sep="\t" if suffix == ".tsv" else ","))
-        needed = [text_field, label_field] + (["split"] if split else [])
+        needed = [text_field, label_field] + (["split"] if this_split else [])
         missing = [c for c in needed if c not in frame.columns]
         if missing:
             raise ValueError(f"{path}: no column(s) {', '.join(missing)} (it has: {', '.join(map(str, frame.columns))})")
-        frames.append(frame)
+        frames.append(frame[frame["split"] == this_split] if this_split else frame)
     df = pd.concat(frames, ignore_index=True)
-    if split:
-        df = df[df["split"] == split]
     if df.empty:
         raise ValueError(f"no rows{f' with split {split!r}' if split else ''} in {', '.join(map(str, paths))}")
     if limit and len(df) > limit:
         df = df.groupby(label_field, group_keys=False).sample(frac=limit / len(df), random_state=seed)
     langs = df[lang_field].astype(str).tolist() if lang_field and lang_field in df.columns else None
     note = f"{split or 'all'} split of {', '.join(p.name for p in paths)}"
+    if heldout:
+        sets = sorted({p.parent.name for p in heldout})
+        note += f" + every row of {len(heldout)} held-out file(s) ({', '.join(sets)})"
     return df[text_field].astype(str).tolist(), df[label_field].to_numpy().astype(int), langs, note
