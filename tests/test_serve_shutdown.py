@@ -223,3 +223,14 @@ def test_a_client_that_leaves_takes_its_work_off_the_queue(tiny_classifier: Path
     assert answers == {"first": -1, "queued": -1}
     assert asked == [long_texts(1, 2_000, 2), ["still serving"]]  # "left behind" never reached Guard.score
     assert forwards == [1]  # the abandoned batch ran no forward pass; the last request one
+
+
+def test_bad_grace_and_queue_settings_are_refused_in_one_line(tiny_classifier: Path, capsys) -> None:
+    from crest.cli import main
+
+    for flags, message in ((["--grace-seconds", "-1"], "grace_seconds must be in [0, 3600], got -1.0"),
+                           (["--grace-seconds", "nan"], "grace_seconds must be in [0, 3600], got nan"),
+                           (["--max-queue", "10"], "max_queue (10) must be at least max_texts (64)")):
+        assert main(["serve", "--model", str(tiny_classifier), "--port", "0", *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
