@@ -83,7 +83,10 @@ def _check_source(sid: str, spec: dict[str, Any], path: Path) -> None:
 
 
 def source_languages(source: Source) -> list[str]:
-    """Languages a source declares statically (a fixed `lang`, or the values of `lang_map`)."""
+    """Languages a source declares statically (a fixed `lang`, the values of `lang_map`, or the
+    codes `lang_detect` chooses among)."""
     if "lang" in source.spec:
         return [source.spec["lang"]]
+    if "lang_detect" in source.spec:
+        return list(source.spec["lang_detect"])
     return sorted(set(source.spec.get("lang_map", {}).values()))

@@ -94,9 +94,13 @@ def _threshold(value: Any, rule: dict[str, Any], where: str) -> int:
     return int(_COMPARE[op](number, float(bound)))
 
 
-def _lang(record: dict[str, Any], spec: dict[str, Any], where: str) -> str:
+def _lang(record: dict[str, Any], spec: dict[str, Any], where: str, text: str) -> str:
     if "lang" in spec:
         return spec["lang"]
+    if "lang_detect" in spec:
+        from crest.guard.langid import detect_among
+
+        return detect_among([text], spec["lang_detect"])[0]
     value = get_field(record, spec["lang_field"], where)
     if "lang_map" not in spec:
         return str(value).strip()
@@ -157,7 +161,6 @@ def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list
         base_id = f"{prefix}-{_id(record, spec['id_field'], where, spec.get('id_hash', False))}" if "id_field" in spec \
             else f"{prefix}-{n:06d}"
         common = {
-            "lang": _lang(record, spec, where),
             "source": source.id,
             "category": _category(record, spec, several, where),
             "split": record.get(SPLIT),
@@ -166,13 +169,15 @@ def records_to_rows(source: Source, records: list[dict[str, Any]]) -> tuple[list
         if "columns" in spec:
             for column, label in spec["columns"].items():
                 text = _text(record, column, where, spec.get("text_until"))
-                rows.append({"id": f"{base_id}-{column}", "text": text, "label": int(label), **common})
+                rows.append({"id": f"{base_id}-{column}", "text": text, "label": int(label),
+                             "lang": _lang(record, spec, where, text), **common})
         else:
             text = _text(record, spec["text"], where, spec.get("text_until"))
             if pattern is not None and not pattern.search(text.strip()):
                 skipped["not_text_pattern"] += 1
                 continue
             rows.append({"id": base_id, "text": text,
-                         "label": _label(record, spec["label"], where), **common,
+                         "label": _label(record, spec["label"], where), "lang": _lang(record, spec, where, text),
+                         **common,
                          **{turn: _text(record, field, where) for turn, field in spec.get("conversation", {}).items()}})
     return rows, skipped

@@ -18,6 +18,7 @@ MIN_CONFIDENCE = 0.5  # normalised probability of the top language; below it, no
 MAX_CHARS = 2_000  # a text's first characters decide (cost is linear in length; more adds nothing)
 _lock = threading.Lock()
 _identifier: Any = None
+_among: dict[tuple[str, ...], Any] = {}
 
 
 def identifier() -> Any:
@@ -44,6 +45,26 @@ def detect_languages(texts: Sequence[str], min_confidence: float = MIN_CONFIDENC
         lang, p = ident.classify(text[:MAX_CHARS]) if text.strip() else (None, 0.0)
         out.append(lang if p >= min_confidence else None)
     return out
+
+
+def detect_among(texts: Sequence[str], codes: Sequence[str]) -> list[str]:
+    """The most likely of `codes` for each text (a forced choice, no confidence floor): for a source
+    known to mix these languages only (the data stage's `lang_detect`). A code py3langid does not
+    know is refused, naming it; a blank text gets the first code."""
+    key = tuple(codes)
+    with _lock:
+        ident = _among.get(key)
+        if ident is None:
+            from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+            ident = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+            unknown = [c for c in key if c not in ident.labels]
+            if unknown:
+                raise ValueError(f"lang_detect: py3langid does not know {', '.join(unknown)} "
+                                 f"(it knows {len(ident.labels)} codes)")
+            ident.set_languages(list(key))
+            _among[key] = ident
+    return [ident.classify(t[:MAX_CHARS])[0] if t.strip() else key[0] for t in texts]
 
 
 def describe() -> dict[str, Any]:
