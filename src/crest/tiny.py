@@ -52,6 +52,51 @@ def xlmr_tokenizer(spm_model: str | Path):
     return XLMRobertaTokenizer(vocab=vocab)
 
 
+def deberta_v2_tokenizer(texts: Iterable[str], out_prefix: str | Path, vocab_size: int = 1000):
+    """A DeBERTa-v2/v3 tokenizer (the kind ProtectAI's deberta-v3 and Prompt Guard's mDeBERTa use): a
+    SentencePiece unigram model with DeBERTa's special-token layout ([PAD]=0, [CLS]=1, [SEP]=2,
+    [UNK]=3, [MASK] appended), encoding `[CLS] text [SEP]`."""
+    import sentencepiece as spm
+    from transformers import DebertaV2Tokenizer
+
+    out_prefix = Path(out_prefix)
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(list(texts)), model_prefix=str(out_prefix), vocab_size=vocab_size, model_type="unigram",
+        pad_id=0, bos_id=1, eos_id=2, unk_id=3, pad_piece="[PAD]", bos_piece="[CLS]", eos_piece="[SEP]",
+        unk_piece="[UNK]", hard_vocab_limit=False, character_coverage=0.995, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_file=f"{out_prefix}.model")
+    vocab = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    return DebertaV2Tokenizer(vocab=vocab, unk_id=3)
+
+
+def build_tiny_deberta_classifier(out_dir: str | Path, id2label: dict[int, str], texts: Sequence[str] | None = None, *,
+                                  vocab_size: int = 1000, hidden_size: int = 32, num_layers: int = 2,
+                                  num_heads: int = 2, intermediate_size: int = 64, seed: int = 0) -> Path:
+    """Save a random-weight DebertaV2ForSequenceClassification (the class of ProtectAI's deberta-v3
+    and Llama Prompt Guard 2) with a DeBERTa-v2 tokenizer and the given id2label to `out_dir`."""
+    import torch
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer = deberta_v2_tokenizer(texts or sample_texts(), out_dir / "spm", vocab_size)
+    tokenizer.model_max_length = 512
+    config = DebertaV2Config(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
+        num_attention_heads=num_heads, intermediate_size=intermediate_size, max_position_embeddings=512,
+        relative_attention=True, position_buckets=256, pos_att_type=["p2c", "c2p"], position_biased_input=False,
+        norm_rel_ebd="layer_norm", share_att_key=True, type_vocab_size=0, pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(id2label), id2label=dict(id2label), label2id={v: k for k, v in id2label.items()})
+    torch.manual_seed(seed)
+    DebertaV2ForSequenceClassification(config).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    for leftover in (out_dir / "spm.model", out_dir / "spm.vocab"):
+        leftover.unlink(missing_ok=True)
+    return out_dir
+
+
 def build_tiny_xlmr(out_dir: str | Path, texts: Sequence[str] | None = None, *, vocab_size: int = 1000,
                     hidden_size: int = 32, num_layers: int = 2, num_heads: int = 2, intermediate_size: int = 64,
                     max_position_embeddings: int = 514, num_labels: int | None = None, seed: int = 0,

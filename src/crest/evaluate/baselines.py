@@ -8,6 +8,7 @@ P(unsafe) per text, so they are evaluated exactly like our own classifiers.
 | duoguard   | Qwen2ForSequenceClassification       | max over the category logits of sigmoid(logit)                |
 | qwen3guard | causal LM (Qwen3ForCausalLM)         | after "Safety:": p(Unsafe) [+ p(Controversial), strict] / sum |
 | crest      | XLMRobertaForSequenceClassification  | softmax of the unsafe logit (crest.guard.Guard, windows)      |
+| seqclass   | any *ForSequenceClassification       | softmax of the logit whose id2label is `positive_label`       |
 
 Configured by hub id (evaluate.baselines in the run config), never run by the demo; the tests run
 every family on tiny random models of the same architecture classes with tokenizers built offline.
@@ -32,6 +33,14 @@ Notes on fidelity (what the model cards say, and what we do):
 - repelloai/CREST-Base: loaded as an XLM-R sequence classifier; the unsafe class is the checkpoint's
   id2label entry named "unsafe" (or "harmful"), wherever it sits; generic LABEL_k names mean index 1
   (crest.guard.model.unsafe_index). Not verified against a card.
+- Prompt-attack guards (task prompt_attack, config/attack.yaml), family seqclass: a binary sequence
+  classifier read as its authors' text-classification pipelines read it, the softmax probability of
+  the class whose id2label name is `positive_label` (found by name: a guard whose labels are
+  not what the config says is refused, never silently inverted), inputs truncated at `max_length`
+  tokens (512, the models' context). ProtectAI's deberta-v3-base-prompt-injection-v2: labels SAFE
+  and INJECTION (LLM Guard's PromptInjection scanner, by the same authors, scores "INJECTION");
+  Llama Prompt Guard 2 86M/22M: a DeBERTa sequence classifier whose card reads
+  `model.config.id2label[argmax]`, generic labels LABEL_0 (benign) and LABEL_1 (malicious).
 """
 
 from __future__ import annotations
@@ -48,7 +57,7 @@ from crest import hub
 
 log = logging.getLogger(__name__)
 
-FAMILIES = ("llamaguard", "polyguard", "duoguard", "qwen3guard", "crest")
+FAMILIES = ("llamaguard", "polyguard", "duoguard", "qwen3guard", "crest", "seqclass")
 
 # PolyGuard's official system prompt and user turn, as its model card gives them
 # (huggingface.co/ToxicityPrompts/PolyGuard-Qwen-Smol, "How to Use PolyGuard"; PolyGuard paper,
@@ -422,6 +431,55 @@ class MultiLabelClassifier:
                 "texts_truncated": self.truncated, "max_length": self.max_length}
 
 
+def positive_index(config: Any, positive_label: str, model_id: str) -> int:
+    """The index of the class named `positive_label` in the checkpoint's id2label (exact name, then
+    case-insensitive); refused, naming the labels it has, when absent."""
+    id2label = {int(k): str(v) for k, v in (getattr(config, "id2label", None) or {}).items()}
+    for same in (lambda a, b: a == b, lambda a, b: a.casefold() == b.casefold()):
+        found = [i for i, name in sorted(id2label.items()) if same(name, positive_label)]
+        if len(found) == 1:
+            return found[0]
+    raise ValueError(f"{model_id}: no class named {positive_label!r} in id2label {dict(sorted(id2label.items()))} "
+                     f"(evaluate.baselines positive_label)")
+
+
+class PositiveClassScorer:
+    """A binary sequence classifier read at one named class: softmax probability of `positive_label`
+    (Prompt Guard 2's LABEL_1, ProtectAI's INJECTION), inputs truncated at `max_length` tokens as the
+    authors' text-classification pipelines do."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, model_id: str, positive_label: str, device: str,
+                 batch_size: int, max_length: int) -> None:
+        self.model = model.eval().to(device)
+        self.tokenizer = tokenizer
+        self.positive = positive_index(model.config, positive_label, model_id)
+        self.positive_label = positive_label
+        self.model_id, self.device, self.batch_size, self.max_length = model_id, device, batch_size, max_length
+        self.truncated = 0
+
+    def score(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        if isinstance(texts, str):
+            raise TypeError("score() takes a sequence of texts, not one string")
+        enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        self.truncated += sum(len(e) > self.max_length for e in enc)
+        enc = [e[:self.max_length - 1] + [e[-1]] if len(e) > self.max_length else e for e in enc]  # keep [SEP]
+        out = np.zeros(len(enc), dtype=np.float32)
+        for idx in _length_batches([len(e) for e in enc], self.batch_size):
+            batch = self.tokenizer.pad({"input_ids": [enc[i] for i in idx]}, return_tensors="pt", padding_side="right")
+            with torch.inference_mode():
+                logits = self.model(input_ids=batch["input_ids"].to(self.device),
+                                    attention_mask=batch["attention_mask"].to(self.device)).logits.float()
+            out[idx] = torch.softmax(logits, dim=-1)[:, self.positive].cpu().numpy()
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"family": "seqclass", "model": self.model_id,
+                "prob_unsafe": f"softmax, class {self.positive_label!r} (index {self.positive})",
+                "texts_truncated": self.truncated, "max_length": self.max_length}
+
+
 class CrestScorer:
     """An XLM-R classifier (ours or a published one) through crest.guard.Guard."""
 
@@ -438,7 +496,8 @@ class CrestScorer:
 
 def load_scorer(family: str, model: str | Path, *, tokenizer: str | None = None, revision: str | None = None,
                 device: str = "auto", dtype: str = "auto", batch_size: int = 8, max_length: int = 4096,
-                system_prompt_file: str | Path | None = None, mapping: str = "strict") -> Scorer:
+                system_prompt_file: str | Path | None = None, mapping: str = "strict",
+                positive_label: str | None = None) -> Scorer:
     """An adapter for `family` over `model` (hub id or directory)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -455,6 +514,12 @@ def load_scorer(family: str, model: str | Path, *, tokenizer: str | None = None,
     # through crest.hub: the locked revision (or the mirror); `revision` pins only what the lock does not
     tok = hub.from_pretrained(AutoTokenizer, tokenizer or model_id, revision=None if tokenizer else revision)
     torch_dtype = _dtype(dtype, device)
+    if family == "seqclass":
+        if not positive_label:
+            raise ValueError(f"{model_id}: family seqclass needs positive_label (the id2label name of the attack class)")
+        net = hub.from_pretrained(AutoModelForSequenceClassification, model_id, revision=revision, dtype=torch_dtype)
+        return PositiveClassScorer(net, tok, model_id=model_id, positive_label=positive_label, device=device,
+                                   batch_size=batch_size, max_length=max_length)
     if family == "duoguard":
         net = hub.from_pretrained(AutoModelForSequenceClassification, model_id, revision=revision, dtype=torch_dtype)
         return MultiLabelClassifier(net, tok, model_id=model_id, device=device, batch_size=batch_size,

@@ -166,7 +166,7 @@ def _baseline(args: argparse.Namespace) -> None:
              "hub_from": read["from"]}
     settings.setdefault("calibrated", [0.5, "official decision rule"])  # p(unsafe) >= p(safe), as the cards use them
     options = {k: spec[k] for k in ("tokenizer", "revision", "dtype", "batch_size", "max_length", "system_prompt_file",
-                                    "mapping")
+                                    "mapping", "positive_label")
                if spec.get(k) is not None}
 
     def factory():
