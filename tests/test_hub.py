@@ -366,6 +366,26 @@ def test_crest_hub_fetch_reports_every_problem_before_any_download(fake_hub, pap
     assert fake_hub == [] and not (tmp_path / "m").exists()
 
 
+def test_attack_config_access_report_names_the_gated_prompt_guards(fake_hub, tmp_path: Path, capsys) -> None:
+    """config/attack.yaml (issue 28): both Llama Prompt Guard 2 repos are gated; the access report
+    names each, with where to accept its licence, before anything is downloaded."""
+    from huggingface_hub.errors import GatedRepoError
+
+    doc = yaml.safe_load((REPO_ROOT / "config" / "attack.yaml").read_text())
+    config = paper_config_file(doc, tmp_path)
+    assert main(["hub", "lock", "--configfile", str(config)]) == 0
+    guards = ("meta-llama/Llama-Prompt-Guard-2-86M", "meta-llama/Llama-Prompt-Guard-2-22M")
+    FakeApi.refuse = {repo: http_error(GatedRepoError, 403, repo) for repo in guards}
+    capsys.readouterr()
+    assert main(["hub", "fetch", "--configfile", str(config), "--mirror", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    for repo in guards:
+        assert f"model {repo}: gated: accept its licence at https://huggingface.co/{repo}" in err
+    assert "2 of 13 hub repo(s) cannot be downloaded" in err and fake_hub == []
+    assert ("info", "protectai/deberta-v3-base-prompt-injection-v2", "89b085cd330414d3e7d9dd787870f315957e1e9f") \
+        in FakeApi.calls  # the revision its authors' scanner pins
+
+
 def test_crest_hub_fetch_downloads_the_locked_revisions(fake_hub, paper_doc: dict, tmp_path: Path, capsys,
                                                         monkeypatch) -> None:
     from huggingface_hub.errors import GatedRepoError
