@@ -443,6 +443,94 @@ def ptp(repo: str) -> Layout:
     return layout
 
 
+# --- prompt-attack sources (config/attack.yaml; docs/datasets.md "Prompt-attack sources") -----------
+
+def deepset_injections(repo: str) -> Layout:
+    """deepset/prompt-injections: splits train and test (parquet under data/); text, label (int:
+    1 injection, 0 benign); English and German rows, no language column."""
+    prompts = Prompts(repo)
+
+    def rows(split: str, n: int) -> Records:
+        rng = _rng(repo, split)
+        return [{"text": native_prompt("de", bool(label), rng) if rng.random() < 0.3 else prompts.attack(bool(label)),
+                 "label": label} for label in labels(n, 0.4, rng)]
+
+    return {"default": {"train": ("data/train-00000-of-00001-9564e8b05b4757ab.parquet", rows("train", 80)),
+                        "test": ("data/test-00000-of-00001-701d16158af87368.parquet", rows("test", BENCHMARK_ROWS))}}
+
+
+def jailbreak_classification(repo: str) -> Layout:
+    """jackhhao/jailbreak-classification: config default, train and test from balanced/*.csv;
+    prompt, type (jailbreak | benign)."""
+    prompts = Prompts(repo)
+
+    def rows(split: str) -> Records:
+        return [{"prompt": prompts.attack(bool(label)), "type": "jailbreak" if label else "benign"}
+                for label in labels(BENCHMARK_ROWS, 0.5, _rng(repo, split))]
+
+    return {"default": {"train": ("balanced/jailbreak_dataset_train_balanced.csv", rows("train")),
+                        "test": ("balanced/jailbreak_dataset_test_balanced.csv", rows("test"))}}
+
+
+def gandalf_ignore(repo: str) -> Layout:
+    """Lakera/gandalf_ignore_instructions: splits train, validation, test; text, similarity (float);
+    every row an injection."""
+    prompts = Prompts(repo)
+
+    def rows(split: str, n: int) -> Records:
+        rng = _rng(repo, split)
+        return [{"text": prompts.attack(True), "similarity": round(rng.uniform(0.83, 0.99), 4)} for _ in range(n)]
+
+    return {"default": {split: (f"data/{split}-00000-of-00001.parquet", rows(split, n))
+                        for split, n in (("train", 60), ("validation", 20), ("test", 30))}}
+
+
+def in_the_wild(repo: str) -> Layout:
+    """TrustAIRLab/in-the-wild-jailbreak-prompts: configs jailbreak_2023_05_07, jailbreak_2023_12_25,
+    regular_2023_05_07, regular_2023_12_25, one split train each; prompt, with platform, source and
+    jailbreak as in the authors' CSVs (those three not confirmed on the hub card)."""
+    prompts = Prompts(repo)
+    layout: Layout = {}
+    for kind in ("jailbreak", "regular"):
+        for date, n in (("2023_05_07", 40), ("2023_12_25", 120)):
+            rng = _rng(repo, kind, date)
+            rows = [{"platform": rng.choice(("discord", "reddit", "website", "open-source")),
+                     "source": rng.choice(("r/ChatGPTJailbreak", "FlowGPT", "AIPRM", "jailbreakchat.com")),
+                     "prompt": prompts.attack(kind == "jailbreak"), "jailbreak": kind == "jailbreak"}
+                    for _ in range(n)]
+            layout[f"{kind}_{date}"] = {"train": (f"{kind}_{date}/train-00000-of-00001.parquet", rows)}
+    return layout
+
+
+def spml(repo: str) -> Layout:
+    """reshabhs/SPML_Chatbot_Prompt_Injection: spml_prompt_injection.csv, split train; "System
+    Prompt", "User Prompt", "Prompt injection" (0/1), "Degree", "Source"."""
+    prompts, rng = Prompts(repo), _rng(repo)
+    systems = ("You are a support bot for a bakery. Only answer questions about orders.",
+               "You are a maths tutor for children. Never give the final answer.",
+               "You are a travel agent's assistant. Do not discuss other companies.")
+    rows = [{"System Prompt": rng.choice(systems), "User Prompt": prompts.attack(bool(label)),
+             "Prompt injection": label, "Degree": rng.randint(1, 3) if label else 0, "Source": "gpt-4"}
+            for label in labels(160, 0.5, rng)]
+    return {"default": {"train": ("spml_prompt_injection.csv", rows)}}
+
+
+NOTINJECT_CATEGORIES = ("Common Queries", "Technique Queries", "Virtual Creation", "Multilingual Queries")
+
+
+def notinject(repo: str) -> Layout:
+    """leolee99/NotInject: splits NotInject_one, NotInject_two, NotInject_three; prompt, word_list
+    (the trigger words), category; every prompt benign."""
+    prompts, rng = Prompts(repo), _rng(repo)
+    triggers = ("ignore", "bypass", "instructions", "override", "system prompt", "jailbreak", "disregard")
+    layout = {}
+    for n, split in enumerate(("NotInject_one", "NotInject_two", "NotInject_three"), 1):
+        rows = [{"prompt": prompts.attack(False), "word_list": rng.sample(triggers, n),
+                 "category": rng.choice(NOTINJECT_CATEGORIES)} for _ in range(20)]
+        layout[split] = (f"data/{split}-00000-of-00001.parquet", rows)
+    return {"default": layout}
+
+
 DATASET_BUILDERS: dict[str, Callable[[str], Layout]] = {
     "nvidia/Aegis-AI-Content-Safety-Dataset-2.0": aegis2,
     "walledai/HarmBench": harmbench,
@@ -462,6 +550,12 @@ DATASET_BUILDERS: dict[str, Callable[[str], Layout]] = {
     "CohereForAI/aya_redteaming": aya_redteaming,
     "ppattnay/IndicSafe": indicsafe,
     "SoftMINER-Group/CulturalKaleidoscope": cultural_kaleidoscope,
+    "deepset/prompt-injections": deepset_injections,
+    "jackhhao/jailbreak-classification": jailbreak_classification,
+    "Lakera/gandalf_ignore_instructions": gandalf_ignore,
+    "TrustAIRLab/in-the-wild-jailbreak-prompts": in_the_wild,
+    "reshabhs/SPML_Chatbot_Prompt_Injection": spml,
+    "leolee99/NotInject": notinject,
 }
 """Hub dataset id -> the builder of its stand-in."""
 

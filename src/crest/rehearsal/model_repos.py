@@ -13,6 +13,8 @@ the CTranslate2 converter) takes the real code path.
 | Qwen/Qwen2.5-0.5B                  | Qwen2ForCausalLM                    | the shared Qwen-style tokenizer            |
 | Qwen/Qwen3Guard-Gen-*              | Qwen3ForCausalLM                    | Qwen-style + Qwen3Guard template           |
 | repelloai/CREST-Base               | XLMRobertaForSequenceClassification | XLM-R's real vocabulary                    |
+| meta-llama/Llama-Prompt-Guard-2-*  | DebertaV2ForSequenceClassification  | DeBERTa-v2 SentencePiece; LABEL_0/LABEL_1  |
+| protectai/deberta-v3-base-prompt-* | DebertaV2ForSequenceClassification  | DeBERTa-v2 SentencePiece; SAFE/INJECTION   |
 """
 
 from __future__ import annotations
@@ -188,6 +190,22 @@ def qwen3guard(repo: str, out: Path, cache: BuildCache) -> None:
     _save(Qwen3ForCausalLM(_qwen_config("Qwen3", tokenizer, head_dim=16)), tokenizer, out, repo, _seed(repo))
 
 
+ATTACK_LABELS = {"meta-llama": {0: "LABEL_0", 1: "LABEL_1"}, "protectai": {0: "SAFE", 1: "INJECTION"}}
+"""id2label of the prompt-attack guards (docs/datasets.md, "Prompt-attack baselines")."""
+
+
+def attack_guard(repo: str, out: Path, cache: BuildCache) -> None:
+    """Llama Prompt Guard 2 (86M, 22M) and ProtectAI's deberta-v3 prompt-injection model: binary
+    DebertaV2ForSequenceClassification with a DeBERTa-v2 SentencePiece tokenizer and the real
+    label names (Prompt Guard 2's generic LABEL_0/LABEL_1, ProtectAI's SAFE/INJECTION)."""
+    from crest.tiny import build_tiny_deberta_classifier
+
+    id2label = ATTACK_LABELS[repo.split("/")[0]]
+    build_tiny_deberta_classifier(out, id2label, _bpe_corpus(), vocab_size=2000, seed=_seed(repo))
+    _provenance(out, repo, seed=_seed(repo), architecture="DebertaV2ForSequenceClassification",
+                id2label={str(k): v for k, v in id2label.items()})
+
+
 def nllb_languages() -> list[str]:
     """Babel locales of the language table's languages (those babel knows): the tiny NLLB's
     tokenizer sees every script the translate stage can target."""
@@ -258,6 +276,8 @@ MODEL_BUILDERS: list[tuple[re.Pattern, Callable[..., None]]] = [
     (re.compile(r"Qwen/Qwen2\.5-.*"), qwen_base),
     (re.compile(r"Qwen/Qwen3Guard-Gen-.*"), qwen3guard),
     (re.compile(r"repelloai/CREST-.*"), crest_base),
+    (re.compile(r"meta-llama/Llama-Prompt-Guard-2-(86|22)M"), attack_guard),
+    (re.compile(r"protectai/deberta-v3-base-prompt-injection-v2"), attack_guard),
 ]
 """Hub model id pattern -> the builder of its stand-in."""
 
