@@ -91,7 +91,8 @@ def test_attack_guard_standins_score_through_the_seqclass_adapter(attack, tmp_pa
     for spec in attack["evaluate"]["baselines"].values():
         path = hub.mirror_path(out, "model", spec["model"])
         assert (path / "config.json").is_file() and not list(path.glob("*.bin"))  # safetensors only
-        scorer = load_scorer("seqclass", path, positive_label=spec["positive_label"], device="cpu", batch_size=2)
+        scorer = load_scorer("seqclass", path, positive_label=spec["positive_label"], device="cpu", batch_size=2,
+                             preprocess=spec.get("preprocess", "none"))
         probs = scorer.score(TEXTS)
         assert probs.shape == (len(TEXTS),) and np.all((probs >= 0) & (probs <= 1))
         assert len(set(np.round(probs, 7))) > 1  # depends on the input

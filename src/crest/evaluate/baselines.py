@@ -37,10 +37,13 @@ Notes on fidelity (what the model cards say, and what we do):
   classifier read as its authors' text-classification pipelines read it, the softmax probability of
   the class whose id2label name is `positive_label` (found by name: a guard whose labels are
   not what the config says is refused, never silently inverted), inputs truncated at `max_length`
-  tokens (512, the models' context). ProtectAI's deberta-v3-base-prompt-injection-v2: labels SAFE
-  and INJECTION (LLM Guard's PromptInjection scanner, by the same authors, scores "INJECTION");
-  Llama Prompt Guard 2 86M/22M: a DeBERTa sequence classifier whose card reads
-  `model.config.id2label[argmax]`, generic labels LABEL_0 (benign) and LABEL_1 (malicious).
+  tokens (512, the models' context), `threshold` the authors' decision rule. ProtectAI's
+  deberta-v3-base-prompt-injection-v2: labels SAFE and INJECTION; LLM Guard's PromptInjection
+  scanner, by the same authors, scores "INJECTION", truncates at 512 and flags above 0.9.
+  Llama Prompt Guard 2 86M/22M: DeBERTa classifiers with generic labels LABEL_0 (benign) and
+  LABEL_1 (malicious); LlamaFirewall's PromptGuard scanner, by Meta, scores the last class's
+  softmax after its whitespace normalisation (`preprocess: promptguard`, promptguard_spacing),
+  truncates at 512 and blocks at 0.9.
 """
 
 from __future__ import annotations
@@ -431,6 +434,41 @@ class MultiLabelClassifier:
                 "texts_truncated": self.truncated, "max_length": self.max_length}
 
 
+PREPROCESS = ("none", "promptguard")
+
+
+def promptguard_spacing(text: str, tokenizer: Any) -> str:
+    """The input normalisation of Prompt Guard 2 in its authors' scanner (LlamaFirewall's
+    PromptGuard, against adversarial tokenisation): whitespace is taken out, the rest tokenised,
+    and one space put back before each token whose first character followed whitespace in the
+    original, so a word spaced out letter by letter is read whole. Text that cannot be mapped
+    back is returned unchanged, as there."""
+    kept = [i for i, c in enumerate(text) if not c.isspace()]
+    compact = "".join(text[i] for i in kept)
+    out: list[str] = []
+    pos = 0
+    try:
+        for token in tokenizer.tokenize(compact):
+            piece = tokenizer.convert_tokens_to_string([token])
+            start = compact.index(piece, pos)
+            if kept[start] > 0 and text[kept[start] - 1].isspace():
+                out.append(" ")
+            out.append(piece)
+            pos = start + len(piece)
+    except (ValueError, IndexError):
+        return text
+    return "".join(out)
+
+
+def official_rule(spec: dict[str, Any]) -> list:
+    """[threshold, where it comes from]: a baseline's decision rule for its `.calibrated` operating
+    point. 0.5 (p(unsafe) >= p(safe), as the cards use them) unless the config gives the threshold
+    its authors' own scanner uses (LlamaFirewall and LLM Guard flag at 0.9)."""
+    if spec.get("threshold") is None:
+        return [0.5, "official decision rule"]
+    return [float(spec["threshold"]), "its authors' decision rule"]
+
+
 def positive_index(config: Any, positive_label: str, model_id: str) -> int:
     """The index of the class named `positive_label` in the checkpoint's id2label (exact name, then
     case-insensitive); refused, naming the labels it has, when absent."""
@@ -449,11 +487,13 @@ class PositiveClassScorer:
     authors' text-classification pipelines do."""
 
     def __init__(self, model: Any, tokenizer: Any, *, model_id: str, positive_label: str, device: str,
-                 batch_size: int, max_length: int) -> None:
+                 batch_size: int, max_length: int, preprocess: str = "none") -> None:
+        if preprocess not in PREPROCESS:
+            raise ValueError(f"unknown preprocess {preprocess!r} (known: {', '.join(PREPROCESS)})")
         self.model = model.eval().to(device)
         self.tokenizer = tokenizer
         self.positive = positive_index(model.config, positive_label, model_id)
-        self.positive_label = positive_label
+        self.positive_label, self.preprocess = positive_label, preprocess
         self.model_id, self.device, self.batch_size, self.max_length = model_id, device, batch_size, max_length
         self.truncated = 0
 
@@ -462,6 +502,8 @@ class PositiveClassScorer:
 
         if isinstance(texts, str):
             raise TypeError("score() takes a sequence of texts, not one string")
+        if self.preprocess == "promptguard":
+            texts = [promptguard_spacing(t, self.tokenizer) for t in texts]
         enc = self.tokenizer(list(texts), add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
         self.truncated += sum(len(e) > self.max_length for e in enc)
         enc = [e[:self.max_length - 1] + [e[-1]] if len(e) > self.max_length else e for e in enc]  # keep [SEP]
@@ -477,7 +519,7 @@ class PositiveClassScorer:
     def describe(self) -> dict[str, Any]:
         return {"family": "seqclass", "model": self.model_id,
                 "prob_unsafe": f"softmax, class {self.positive_label!r} (index {self.positive})",
-                "texts_truncated": self.truncated, "max_length": self.max_length}
+                "preprocess": self.preprocess, "texts_truncated": self.truncated, "max_length": self.max_length}
 
 
 class CrestScorer:
@@ -497,7 +539,7 @@ class CrestScorer:
 def load_scorer(family: str, model: str | Path, *, tokenizer: str | None = None, revision: str | None = None,
                 device: str = "auto", dtype: str = "auto", batch_size: int = 8, max_length: int = 4096,
                 system_prompt_file: str | Path | None = None, mapping: str = "strict",
-                positive_label: str | None = None) -> Scorer:
+                positive_label: str | None = None, preprocess: str = "none") -> Scorer:
     """An adapter for `family` over `model` (hub id or directory)."""
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -519,7 +561,7 @@ def load_scorer(family: str, model: str | Path, *, tokenizer: str | None = None,
             raise ValueError(f"{model_id}: family seqclass needs positive_label (the id2label name of the attack class)")
         net = hub.from_pretrained(AutoModelForSequenceClassification, model_id, revision=revision, dtype=torch_dtype)
         return PositiveClassScorer(net, tok, model_id=model_id, positive_label=positive_label, device=device,
-                                   batch_size=batch_size, max_length=max_length)
+                                   batch_size=batch_size, max_length=max_length, preprocess=preprocess)
     if family == "duoguard":
         net = hub.from_pretrained(AutoModelForSequenceClassification, model_id, revision=revision, dtype=torch_dtype)
         return MultiLabelClassifier(net, tok, model_id=model_id, device=device, batch_size=batch_size,

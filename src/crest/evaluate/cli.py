@@ -153,7 +153,7 @@ def _features(args: argparse.Namespace) -> None:
 
 
 def _baseline(args: argparse.Namespace) -> None:
-    from crest.evaluate.baselines import load_scorer
+    from crest.evaluate.baselines import load_scorer, official_rule
     from crest.evaluate.run import evaluate_sets
 
     spec = _json(args.spec)
@@ -164,9 +164,9 @@ def _baseline(args: argparse.Namespace) -> None:
     model = {"kind": "baseline", "name": args.name, "title": spec.get("title") or args.name, "family": spec["family"],
              "path": spec["model"], "translator_is_random": False, "revision": read["revision"],
              "hub_from": read["from"]}
-    settings.setdefault("calibrated", [0.5, "official decision rule"])  # p(unsafe) >= p(safe), as the cards use them
+    settings.setdefault("calibrated", official_rule(spec))
     options = {k: spec[k] for k in ("tokenizer", "revision", "dtype", "batch_size", "max_length", "system_prompt_file",
-                                    "mapping", "positive_label")
+                                    "mapping", "positive_label", "preprocess")
                if spec.get(k) is not None}
 
     def factory():
