@@ -320,7 +320,7 @@ def _png(path: Path) -> None:
 
 def commands(out: Path) -> dict[str, str]:
     """Each aggregation step's command line, with the arguments of its rule."""
-    from crest.evaluate.workflow import shell_json
+    from crest.workflow import shell_json
 
     subset = json.loads((out / "bench_aggregate.json").read_text()).get("subset")
     config, ev = plan(str(out.resolve()), subset)

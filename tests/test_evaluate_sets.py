@@ -174,7 +174,7 @@ def test_paper_config_scores_every_translated_language_and_the_full_benchmark_li
     language the eval corpus is translated into, so every Indic language and every language a
     cluster can hold (membership is known only after clustering) has its sets."""
     from crest.config import load_config
-    from crest.evaluate.plan import benchmark_registry, eval_sets, translated_languages
+    from crest.evaluate.plan import benchmark_registry, eval_sets, translated_shard_languages
     from crest.languages import load_languages
     from crest.paths import REPO_ROOT
 
@@ -182,7 +182,7 @@ def test_paper_config_scores_every_translated_language_and_the_full_benchmark_li
     table = load_languages()
     sets = eval_sets(config, benchmark_registry(config), table)
     keys = {s.key for s in sets}
-    translated = translated_languages(config, table)
+    translated = translated_shard_languages(config, table)
     assert len(translated) > 80
     for lang in translated:  # none of the 91 translated eval shards is left unread
         assert f"benchmarks_translated/{lang}" in keys and f"aegis2_translated/{lang}" in keys

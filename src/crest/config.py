@@ -15,6 +15,7 @@ from crest.evaluate.plan import check_evaluate
 from crest.guard.deploy import check_deploy
 from crest.languages import check_codes, load_languages
 from crest.paths import resolve
+from crest.paths import run_dir as run_dir  # the run directory, where callers of crest.config look
 from crest.schema import ConfigError, read_yaml, validate
 from crest.train.plan import check_train
 from crest.translate.plan import check_translate
@@ -111,7 +112,3 @@ def _check_task(config: dict[str, Any], registry: dict[str, Source], origin: str
         if source.spec["task"] != task:
             raise ConfigError(f"{origin}: {key}: source {sid!r} is a {source.spec['task']} source ({source.origin}), "
                               f"but this run's task is {task} (config key `task`): one run, one task's sources")
-
-
-def run_dir(config: dict[str, Any]) -> Path:
-    return Path("results") / config["run"]

@@ -10,7 +10,6 @@
 #                    method's k; then anchors as for a method (anchors rule, method=typology)
 #   typology_figures: typology/figures/{map_pca,dendrogram,embedding_map}.{png,pdf}
 #   map_agreement:   agreement.md/.json: embedding vs typology map (ARI, NMI, anchors), computed vs fixed
-import json
 import os
 import shlex
 
@@ -26,13 +25,14 @@ from crest.cluster.config import (
 )
 from crest.languages import load_languages
 from crest.paths import resolve
+from crest.workflow import shell_json
 
 CLUSTER = config["cluster"]
 CL_DIR = f"{RUN}/clusters"
 CL_METHODS = cluster_methods(config)
-CL_OPTS = shlex.quote(json.dumps({k: v for k, v in CLUSTER.items() if k not in ("anchors", "typology")}, sort_keys=True))
+CL_OPTS = shell_json({k: v for k, v in CLUSTER.items() if k not in ("anchors", "typology")})
 TY_ON = typology_enabled(config)
-TY_OPTS = shlex.quote(json.dumps({k: v for k, v in CLUSTER.items() if k != "anchors"}, sort_keys=True))
+TY_OPTS = shell_json({k: v for k, v in CLUSTER.items() if k != "anchors"})
 TY_DIR = f"{CL_DIR}/{TYPOLOGY}"
 if EMBED_ON:
     CL_FIXED, CL_FIXED_NAME = fixed_anchor_list(config)
@@ -100,7 +100,7 @@ if EMBED_ON:
             agreement=f"{CL_DIR}/{{method}}/agreement.md",
         params:
             out=lambda wc, output: os.path.dirname(output.anchors),
-            opts=shlex.quote(json.dumps(CLUSTER["anchors"], sort_keys=True)),
+            opts=shell_json(CLUSTER["anchors"]),
             fixed=f"--fixed {' '.join(CL_FIXED)} --fixed-name {CL_FIXED_NAME}" if CL_FIXED else "",
             candidates=f"--candidates {' '.join(CL_CANDIDATES)}" if CL_CANDIDATES is not None else "",
         log:

@@ -1,6 +1,9 @@
-# Validation at DAG-build time and the helpers rules share. No stage logic here.
-from crest.config import load_config, load_run_registry, run_dir
+# Validation at DAG-build time and the names every rule file reads (RUN, REGISTRY, SOURCES, CORPORA).
+# No stage logic here; the helpers rules share (shell_json, gpu_run) are in crest.workflow, imported
+# by each rule file that uses them.
+from crest.config import load_config, load_run_registry
 from crest.hub import setup_run as hub_setup_run
+from crest.paths import run_dir
 from crest.workflow import put_own_bin_first
 
 put_own_bin_first()  # rules call the `crest` CLI installed beside this Snakemake
@@ -12,11 +15,6 @@ RUN = str(run_dir(config))
 REGISTRY = load_run_registry(config)
 SOURCES = config["data"]["sources"]
 CORPORA = config["data"]["corpora"]
-# GPU rules declare `resources: gpu=N` and start their shell command with GPU_RUN
-# (src/crest/gpu_slots.py): on a workstation it locks N GPUs for the job and sets
-# CUDA_VISIBLE_DEVICES (Snakemake sets none for local jobs); in a SLURM job it hands out only the
-# job's own GPUs; N=0 hides every GPU.
-GPU_RUN = "crest gpu-run --gpus {resources.gpu} -- "
 
 
 wildcard_constraints:

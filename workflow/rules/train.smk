@@ -8,13 +8,11 @@
 #           side -> train_features/{size}/part{i}.npz, read by each job instead of its own encoder pass.
 # GPU jobs run under torchrun (one process per GPU, DDP) with a standalone rendezvous: it binds a
 # free port, so two jobs on one node never collide. CPU jobs (gpus_per_train_job: 0) run directly.
-import importlib.util
 from functools import partial
 
 from crest.languages import load_languages
 from crest.models import resolve_encoder
 from crest.paths import resolve
-from crest.train import plan as train_plan
 from crest.train.plan import FEATURE_PARTS as TRN_FEATURE_PARTS
 from crest.train.plan import (
     anchor_files,
@@ -28,24 +26,19 @@ from crest.train.plan import (
     feature_sizes,
     job_settings,
     model_dirs,
-    shell_json,
     train_jobs,
 )
+from crest.workflow import gpu_run, shell_json
 
 TRN = config["train"]
 TRN_TABLE = load_languages(resolve(config["languages"]["table"]))
 TRN_JOBS = train_jobs(config)
 TRN_DIR = f"{RUN}/train/{{arm}}"
 TRN_GPUS = config["resources"]["gpus_per_train_job"]
-TRN_LAUNCH = (
-    ("crest gpu-run --gpus {resources.gpu} -- " if importlib.util.find_spec("crest.gpu_slots") else "")
-    + "torchrun --standalone --nproc_per_node={resources.gpu} --no-python "
-    if TRN_GPUS
-    else ""
-)
+TRN_TORCHRUN = "torchrun --standalone --nproc_per_node={resources.gpu} --no-python "
+TRN_LAUNCH = gpu_run(TRN_GPUS) + TRN_TORCHRUN if TRN_GPUS else ""
 
 train_outputs = partial(model_dirs, RUN, TRN_JOBS)  # for rule all
-trained_models = partial(train_plan.trained_models, TRN_JOBS)  # the evaluation stage scores each
 
 
 rule train_dataset:

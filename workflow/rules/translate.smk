@@ -17,11 +17,10 @@ from crest.translate.backends import STATUS_FILE, backend_of, needs_assets, shar
 from crest.translate.plan import (
     converted_dir,
     decode_settings,
-    gpu_run_prefix,
     resolve_languages,
-    shell_json,
     stage_outputs,
 )
+from crest.workflow import gpu_run, shell_json
 
 TRANSLATE = config["translate"]
 TR_CORPORA = TRANSLATE["corpora"]
@@ -42,8 +41,9 @@ TR_HF_DIR = str(translator_dir(RUN, TR_MODEL))
 TR_CT2_DIR = str(converted_dir(RUN, TR_MODEL, TRANSLATE["quantization"]))
 TR_LANG_TABLE = config["languages"]["table"]
 TR_DIR = f"{RUN}/translated/{{corpus}}"
-# GPU jobs take their GPUs through `crest gpu-run` (GPU slots, src/crest/gpu_slots.py) when present.
-TR_GPU_RUN = gpu_run_prefix(TRANSLATE["gpus"])
+# GPU jobs take their GPUs through `crest gpu-run` (GPU slots, src/crest/gpu_slots.py); a param, so
+# the count is written in (no placeholder is filled in a param).
+TR_GPU_RUN = gpu_run(TRANSLATE["gpus"], TRANSLATE["gpus"])
 translate_outputs = partial(stage_outputs, RUN, TR_CORPORA, TR_LANGS)  # for rule all
 TR_ASSETS = str(resolve(TRANSLATE["assets"]))  # a repository file; the cache is relative to the workdir
 TR_ASSET_STATUS = f"{TRANSLATE['asset_cache']}/{STATUS_FILE}"

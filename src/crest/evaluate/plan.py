@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from crest.languages import MIXED, Language, check_codes
+from crest.paths import run_dir
 from crest.schema import ConfigError
 
 RESERVED_ARMS = frozenset({"sets", "sources", "baselines"})
@@ -43,10 +44,6 @@ class EvalSet:
         return f"{self.benchmark}/{self.lang}"
 
 
-def run_dir(config: dict[str, Any]) -> Path:
-    return Path("results") / config["run"]
-
-
 def expand_languages(value: str | list[str], groups: dict[str, list[str]], table: dict[str, Language],
                      where: str) -> list[str]:
     """Codes from a code, a group name, or a list of both (order kept, duplicates dropped)."""
@@ -65,8 +62,9 @@ def expand_languages(value: str | list[str], groups: dict[str, list[str]], table
     return out
 
 
-def translated_languages(config: dict[str, Any], table: dict[str, Language]) -> list[str]:
-    """The shard languages the translation stage produces for each of its corpora."""
+def translated_shard_languages(config: dict[str, Any], table: dict[str, Language]) -> list[str]:
+    """The shard languages the translation stage produces for each of its corpora (whichever corpus
+    the training stage reads)."""
     section = config.get("translate") or {}
     if not section.get("corpora"):
         return []
@@ -102,7 +100,7 @@ def eval_sets(config: dict[str, Any], registry: dict[str, Any], table: dict[str,
 
     section = config.get("evaluate") or {}
     groups = config["languages"]["groups"]
-    translated = translated_languages(config, table)
+    translated = translated_shard_languages(config, table)
     sets: list[EvalSet] = []
     for name, spec in section.get("benchmarks", {}).items():
         where = f"evaluate.benchmarks.{name}"
@@ -244,7 +242,7 @@ def check_evaluate(config: dict[str, Any], table: dict[str, Language], origin: s
     tr = config.get("translate") or {}
     tr_corpora = tr.get("corpora", [])
     try:
-        translated = translated_languages(config, table)
+        translated = translated_shard_languages(config, table)
     except ConfigError:
         translated = []  # the translation stage's own check names the problem
     groups = config["languages"]["groups"]

@@ -7,23 +7,18 @@ functions: Snakemake's linter wants them in a module).
 
 from __future__ import annotations
 
-import json
 import shlex
 from collections.abc import Callable
 from typing import Any
 
 from crest.evaluate.plan import (EvalSet, aligner_files, aligner_spec, benchmark_registry, contamination_spec,
-                                 eval_sets, optional_sources, paper_dir, translated_languages)
+                                 eval_sets, optional_sources, paper_dir, translated_shard_languages)
 from crest.languages import load_languages
 from crest.paths import resolve
 
 FIGURES = ("f1_by_language", "transfer_heatmap", "pr_curves")
 QC_TABLES = ("eval_sets", "data_sources", "translation", "provenance")
 SETTING_KEYS = ("threshold", "bootstrap", "sweep_step", "curve_points", "device", "batch_size", "max_length")
-
-
-def shell_json(obj: Any) -> str:
-    return shlex.quote(json.dumps(obj, sort_keys=True))
 
 
 class EvalPlan:
@@ -37,7 +32,7 @@ class EvalPlan:
         table = load_languages(resolve(config["languages"]["table"]))
         self.sets: list[EvalSet] = eval_sets(config, benchmark_registry(config), table)
         self.by_key = {s.key: s for s in self.sets}
-        translated = translated_languages(config, table)
+        translated = translated_shard_languages(config, table)
         self.contamination = {s.key: contamination_spec(config, s, translated) for s in self.sets}
         self.aligner = {s.key: aligner_spec(config, s) for s in self.sets}
         self.benchmarks = list(dict.fromkeys(s.benchmark for s in self.sets))

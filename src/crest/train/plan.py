@@ -5,8 +5,6 @@ for, and the config checks train.schema.yaml cannot express. workflow/rules/trai
 from __future__ import annotations
 
 import copy
-import json
-import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,8 +25,9 @@ ARM_DATA_KEYS = ("languages", "allow_eval_languages")
 """What of an arm decides its languages (copied into dataset settings for it and the arms it matches)."""
 
 
-def translated_languages(config: dict[str, Any], table: Mapping[str, Any]) -> list[str]:
-    """Languages the training corpus is translated into (the translate stage's own resolution)."""
+def train_corpus_languages(config: dict[str, Any], table: Mapping[str, Any]) -> list[str]:
+    """Languages the training corpus (train.corpus) is translated into, by the translate stage's own
+    resolution; none when the translate stage does not translate that corpus."""
     from crest.translate.plan import resolve_languages
 
     section = config.get("translate", {})
@@ -38,7 +37,7 @@ def translated_languages(config: dict[str, Any], table: Mapping[str, Any]) -> li
 
 
 def arm_context(config: dict[str, Any], table: Mapping[str, Any]) -> ArmContext:
-    return ArmContext(groups=config["languages"]["groups"], translated=translated_languages(config, table),
+    return ArmContext(groups=config["languages"]["groups"], translated=train_corpus_languages(config, table),
                       table=table, methods=anchor_sources(config),
                       evaluation=frozenset(config_evaluation_languages(config, table)),
                       source=config.get("translate", {}).get("source_lang", "en"),
@@ -52,7 +51,7 @@ def translation_backends(config: dict[str, Any], table: Mapping[str, Any]) -> di
 
     section = config.get("translate", {})
     source = section.get("source_lang", "en")
-    return {c: backend_of(section, c) for c in translated_languages(config, table) if c != source}
+    return {c: backend_of(section, c) for c in train_corpus_languages(config, table) if c != source}
 
 
 def arm_budget(train: Mapping[str, Any], arm: str) -> dict[str, Any] | None:
@@ -175,10 +174,6 @@ def check_train(config: dict[str, Any], table: Mapping[str, Any], origin: str = 
 
 
 # --- for workflow/rules/train.smk ------------------------------------------------------------------
-
-
-def shell_json(obj: Any) -> str:
-    return shlex.quote(json.dumps(obj, sort_keys=True))
 
 
 def trained_models(jobs: list[tuple[str, str, int]]) -> list[dict[str, Any]]:

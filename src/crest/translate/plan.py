@@ -132,18 +132,3 @@ def stage_outputs(run_dir: str | Path, corpora: list[str], languages: list[str])
         out += [f"{base}/{lang}.{ext}" for ext in ("parquet", "qc.json") for lang in languages]
         out.append(f"{base}/qc_summary.tsv")
     return out
-
-
-def shell_json(obj: Any) -> str:
-    """`obj` as one shell-quoted JSON word (a rule's --settings)."""
-    import json
-    import shlex
-
-    return shlex.quote(json.dumps(obj, sort_keys=True))
-
-
-def gpu_run_prefix(gpus: int) -> str:
-    """`crest gpu-run --gpus N -- ` (GPU slots, when crest has them and the job reserves GPUs)."""
-    import importlib.util
-
-    return f"crest gpu-run --gpus {gpus} -- " if gpus and importlib.util.find_spec("crest.gpu_slots") else ""
