@@ -31,7 +31,8 @@ def test_deploy_section_is_validated_and_filled() -> None:
     config = demo()
     config["deploy"] = {"models": [{"arm": "english", "size": "base"}], "gate": {"benchmarks": ["heldout"]}}
     out = load_config(config)
-    assert out["deploy"]["models"] == [{"arm": "english", "size": "base", "seed": 0, "precision": "fp32"}]
+    assert out["deploy"]["models"] == [{"arm": "english", "size": "base", "seed": 0, "precision": "fp32",
+                                        "int8_method": "dynamic"}]
     assert out["deploy"]["gate"] == {"benchmarks": ["heldout"], "max_rows": None}
     assert deploy_dirs("results/demo", out) == ["results/demo/deploy/english/base/seed0"]
     config = demo()
@@ -41,7 +42,7 @@ def test_deploy_section_is_validated_and_filled() -> None:
 
 @pytest.mark.parametrize("section, message", [
     ({"models": [{"arm": "crest", "size": "base", "int8": True}]},
-     r"unknown key\(s\) 'int8' at deploy\.models\[0\] \(allowed: arm, precision, seed, size\)"),
+     r"unknown key\(s\) 'int8' at deploy\.models\[0\] \(allowed: arm, int8_method, precision, seed, size\)"),
     ({"model": []}, r"unknown key\(s\) 'model' at deploy \(allowed: gate, models\)"),
     ({"models": [], "gate": {"max_auroc_drop": 0.05}}, r"unknown key\(s\) 'max_auroc_drop' at deploy\.gate"),
     ({"models": [{"arm": "crest", "size": "base", "precision": "int4"}]}, r"deploy\.models\[0\]\.precision: 'int4'"),
@@ -90,7 +91,7 @@ def test_deploy_rule_exports_a_trained_model(tmp_path: Path, tiny_encoder: Path,
         "translate": {"corpora": ["toy"], "languages": ["de"]},
         "models": {"encoders": {"tiny": str(tiny_encoder)}, "translator": "tiny-nllb"},
         "train": {"corpus": "toy", "sizes": ["tiny"], "arms": {"english": {"languages": ["en"]}}},
-        "deploy": {"models": [{"arm": "english", "size": "tiny", "precision": "int8"}]},
+        "deploy": {"models": [{"arm": "english", "size": "tiny", "precision": "int8", "int8_method": "blockwise"}]},
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config))
     data = tmp_path / "results/t/train/english/data.parquet"
@@ -117,6 +118,7 @@ def test_deploy_rule_exports_a_trained_model(tmp_path: Path, tiny_encoder: Path,
     gate = json.loads((out / "crest_guard.json").read_text())["onnx"]["gate"]
     assert gate["passed"] and gate["rows"] == 200 and gate["data"].startswith("validation split of data.parquet")
     assert gate["int8"]["agreement"] >= 0.99 and gate["fp32"]["max_abs_diff"] <= 1e-4
+    assert gate["int8_method"] == "blockwise"
     assert "## ONNX export" in (out / "README.md").read_text()
 
 

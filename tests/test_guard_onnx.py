@@ -91,8 +91,8 @@ def test_broken_int8_is_refused_with_numbers(trained_guard: Path, gate_rows: Pat
 
     real = onnx_export.quantize_int8
 
-    def broken(src: Path, dst: Path) -> None:
-        real(src, dst)
+    def broken(src: Path, dst: Path, method: str) -> None:
+        real(src, dst, method)
         _zero_classifier(dst)
 
     monkeypatch.setattr(onnx_export, "quantize_int8", broken)
@@ -174,3 +174,24 @@ def test_corrupt_onnx_file_is_one_line(exported, tmp_path: Path) -> None:
     (copy / "model.int8.onnx").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="model.int8.onnx: not a loadable ONNX model"):
         OnnxGuard.from_pretrained(copy, device="cpu")
+
+
+def test_blockwise_int8_graph_and_quiet_logging(trained_guard: Path, tmp_path: Path) -> None:
+    """--int8-method blockwise writes MatMulNBits (8-bit, blocks of 32) and leaves the process's logging
+    as it was: onnxruntime's quantizer module calls logging.basicConfig(level=INFO) on import and logs
+    a line per node."""
+    import logging
+
+    import onnx
+
+    from crest.guard.onnx_export import export_graph, quantize_int8
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    export_graph(Guard.from_pretrained(trained_guard, device="cpu").model, tmp_path / "m.onnx")
+    quantize_int8(tmp_path / "m.onnx", tmp_path / "q.onnx", "blockwise")
+    assert (list(root.handlers), root.level) == before
+    nodes = [n for n in onnx.load(str(tmp_path / "q.onnx")).graph.node if n.op_type == "MatMulNBits"]
+    assert nodes and all({a.name: a.i for a in n.attribute}["bits"] == 8 for n in nodes)
+    with pytest.raises(ValueError, match="int8 method 'int4': expected one of dynamic, blockwise"):
+        quantize_int8(tmp_path / "m.onnx", tmp_path / "x.onnx", "int4")

@@ -7,7 +7,7 @@
 #      log has the one-line refusal with the numbers, deploy/{arm}/{size}/seed{seed}.refused.json the rest.
 from functools import partial
 
-from crest.guard.deploy import deploy_dir, deploy_dirs, deploy_jobs
+from crest.guard.deploy import deploy_dir, deploy_dirs, deploy_jobs, int8_flags
 from crest.guard.deploy import job as deploy_job
 
 DEPLOY = config["deploy"]
@@ -33,7 +33,7 @@ if DEPLOY_JOBS:
             size="|".join(sorted({m["size"] for m in DEPLOY_JOBS})),
             seed=r"\d+",
         params:
-            int8=lambda wc: "--int8" if deploy_job(config, wc.arm, wc.size, wc.seed)["precision"] == "int8" else "",
+            int8=lambda wc: int8_flags(deploy_job(config, wc.arm, wc.size, wc.seed)),
             heldout=lambda wc, input: f"--heldout {input.heldout}" if input.heldout else "",
             max_rows=f"--max-rows {DEPLOY['gate']['max_rows']}" if DEPLOY["gate"]["max_rows"] else "",
         log:

@@ -160,7 +160,8 @@ def _export_onnx(args: argparse.Namespace) -> None:
                                                 args.lang_field, limit=args.max_rows, heldout=args.heldout)
     tol = Tolerances(max_auroc_drop=args.max_auroc_drop, min_agreement=args.min_agreement,
                      max_fp32_diff=args.max_fp32_diff)
-    report = export_onnx(args.model, args.out, texts, labels, langs=langs, int8=args.int8, opset=args.opset,
+    report = export_onnx(args.model, args.out, texts, labels, langs=langs, int8=args.int8,
+                         int8_method=args.int8_method, opset=args.opset,
                          tolerances=tol, data_note=note, batch_size=args.batch_size)
     print(json.dumps(summary(report)))
 
@@ -315,7 +316,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-field", default="label")
     p.add_argument("--lang-field", default="lang", help="language column, for per-language thresholds")
     p.add_argument("--max-rows", type=int, default=None, help="a stratified sample of at most this many rows")
-    p.add_argument("--int8", action="store_true", help="also dynamic int8 (model.int8.onnx), gated too")
+    p.add_argument("--int8", action="store_true", help="also int8 (model.int8.onnx), gated too")
+    p.add_argument("--int8-method", choices=["dynamic", "blockwise"], default="dynamic",
+                   help="dynamic: per-tensor scales, fastest; blockwise: 8-bit weights and activations per block "
+                        "of 32 (MatMulNBits), robust to outlier channels (docs/guard.md)")
     p.add_argument("--max-auroc-drop", type=float, default=0.005)
     p.add_argument("--min-agreement", type=float, default=0.99)
     p.add_argument("--max-fp32-diff", type=float, default=1e-4)

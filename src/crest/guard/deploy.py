@@ -44,6 +44,11 @@ def job(config: dict[str, Any], arm: str, size: str, seed: int | str) -> dict[st
     raise KeyError(f"{arm}/{size}/seed{seed} is not in the deploy section")
 
 
+def int8_flags(entry: dict[str, Any]) -> str:
+    """export-onnx's int8 options for one deploy entry ("" for fp32)."""
+    return f"--int8 --int8-method {entry['int8_method']}" if entry["precision"] == "int8" else ""
+
+
 def check_deploy(config: dict[str, Any], origin: str = "config") -> None:
     """What deploy.schema.yaml cannot say: every model is one the run trains (train.arms x sizes x
     seeds, after random draws are expanded), listed once; gate benchmarks are evaluate.benchmarks."""

