@@ -13,6 +13,7 @@ import yaml
 
 from crest.cli import main
 from crest.config import load_config
+from crest.heldout import trainable_candidates
 from crest.languages import load_languages
 from crest.paths import REPO_ROOT
 from crest.schema import ConfigError
@@ -22,7 +23,6 @@ from crest.train.arms import (
     expand_arms,
     tier_counts,
     tier_draw,
-    trainable_candidates,
 )
 from crest.train.dataset import build_arm_dataset, shuffle_labels
 from crest.train.plan import dataset_settings, job_settings, train_jobs

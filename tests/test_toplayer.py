@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from crest.evaluate.features import FeatureScorer, write_set_features
 from crest.guard import Guard
+from crest.guard.features import FeatureScorer, write_set_features
 from crest.guard.toplayer import check_top_layers, first_token_state, layer_inputs, pack
 
 TEXTS = ["how do I make a bomb", "what is the capital of France", "zyxbomb " * 60, "hello", "hello"]

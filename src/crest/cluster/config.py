@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from crest.embed.config import check_language_list, embed_enabled, group_or_codes
+from crest.heldout import trainable_candidates
 from crest.languages import Language
 from crest.schema import ConfigError
 
@@ -67,9 +68,7 @@ def fixed_anchor_list(config: dict[str, Any]) -> tuple[list[str], str]:
 
 def anchor_candidates(config: dict[str, Any], table: dict[str, Language]) -> list[str] | None:
     """Languages that may be anchors (null = all): `translate` = the translation stage's languages;
-    never an evaluation language (crest.train.arms.trainable_candidates, docs/train.md)."""
-    from crest.train.arms import trainable_candidates
-
+    never an evaluation language (crest.heldout.trainable_candidates, docs/train.md)."""
     value = config["cluster"]["anchors"]["candidates"]
     if value == "translate":
         from crest.translate.plan import resolve_languages

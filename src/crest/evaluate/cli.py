@@ -107,8 +107,8 @@ def _model(args: argparse.Namespace) -> None:
                                       batch_size=settings.get("batch_size", 64),
                                       max_length=settings.get("max_length", 512))
         if args.features:  # a frozen-encoder model: its head on the sets' shared encoder features
-            from crest.evaluate.features import FeatureScorer
             from crest.evaluate.sets import read_set
+            from crest.guard.features import FeatureScorer
 
             scorer = FeatureScorer(guard, args.features)
             for key, path in zip(args.sets, sets, strict=True):
@@ -128,9 +128,9 @@ def _features(args: argparse.Namespace) -> None:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from crest.evaluate.features import write_set_features
     from crest.evaluate.sets import read_set
     from crest.guard import Guard
+    from crest.guard.features import write_set_features
 
     settings = _settings(args)
     if args.threads:

@@ -55,7 +55,7 @@ class EvalPlan:
 
     def frozen(self, size: str) -> bool:
         """Whether models of `size` train their head only (optim.freeze_encoder): they then share one
-        encoder pass over every set (rule eval_features, crest.evaluate.features)."""
+        encoder pass over every set (rule eval_features, crest.guard.features)."""
         from crest.train.plan import size_optim
 
         return bool(self.config.get("train") and size_optim(self.config, size).get("freeze_encoder"))

@@ -205,7 +205,7 @@ class Guard:
         `top_layers` 0 (a head on a frozen encoder): the encoder's last-layer state of the first token
         (float32, windows x hidden). With 1 (the last layer trained too, crest.guard.toplayer): the
         last layer's input, every token of the window (a list of float16 tokens x hidden arrays).
-        Models that share the frozen layers share these (crest.evaluate.features): one pass, many
+        Models that share the frozen layers share these (crest.guard.features): one pass, many
         heads."""
         import torch
 

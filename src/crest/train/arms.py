@@ -8,7 +8,7 @@ time and job time agree on every machine.
 Two rules hold for every arm (docs/train.md):
 - **Evaluation languages never train.** Languages a model is evaluated on as unseen
   (`train.eval_languages`, by default languages.groups.unseen_hrl + ood_lrl) are left out of the
-  `all` arm, random pools and anchor candidates; an explicit list or an anchors file naming one
+  `all` arm, random pools and anchor candidates (crest.heldout); an explicit list or an anchors file naming one
   fails, naming the arm and the languages, unless the arm opts in (`allow_eval_languages`: then
   those languages are `seen` for it).
 - **Random arms are a control**: `{random: ARM}` draws as many languages per resource tier as
@@ -34,8 +34,6 @@ from crest.schema import ConfigError
 
 ANCHORS = "anchors"
 ALL = "all"
-DEFAULT_EVAL_GROUPS = ("unseen_hrl", "ood_lrl")
-"""Groups of languages.groups whose languages are evaluated as unseen (when train.eval_languages is null)."""
 
 
 @dataclass
@@ -58,37 +56,6 @@ class ArmContext:
     backends: Mapping[str, str] = field(default_factory=dict)
     """Translation backend per translated language (translate.backends; the source language none):
     a tier-matched random draw matches these too when they are not all one."""
-
-
-def evaluation_languages(spec: Iterable[str] | None, groups: Mapping[str, list[str]], table: Mapping[str, Any],
-                         where: str = "train.eval_languages") -> list[str]:
-    """The languages evaluated as unseen: `spec` (group names and codes), or for None the groups
-    DEFAULT_EVAL_GROUPS the config defines."""
-    if spec is None:
-        return list(dict.fromkeys(c for g in DEFAULT_EVAL_GROUPS for c in groups.get(g, [])))
-    codes: list[str] = []
-    for item in spec:
-        if item in groups:
-            codes.extend(groups[item])
-        elif item in table:
-            codes.append(item)
-        else:
-            raise ConfigError(f"{where}: {item!r} is neither a group of languages.groups "
-                              f"({', '.join(groups) or 'none'}) nor a language code")
-    return list(dict.fromkeys(codes))
-
-
-def config_evaluation_languages(config: Mapping[str, Any], table: Mapping[str, Any]) -> list[str]:
-    """evaluation_languages of a run config (train.eval_languages)."""
-    return evaluation_languages(config.get("train", {}).get("eval_languages"), config["languages"]["groups"], table)
-
-
-def trainable_candidates(config: Mapping[str, Any], table: Mapping[str, Any],
-                         candidates: Iterable[str] | None) -> list[str]:
-    """Anchor candidates for the cluster stage: `candidates` (None = every table language) minus
-    the evaluation languages, so computed anchors never name a language evaluated as unseen."""
-    evaluation = set(config_evaluation_languages(config, table))
-    return [c for c in (table if candidates is None else candidates) if c not in evaluation]
 
 
 def expand_arms(arms: Mapping[str, Any]) -> dict[str, Any]:

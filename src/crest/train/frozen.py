@@ -92,7 +92,7 @@ def encode_features(encoder: str, texts: Sequence[str], *, max_length: int, pad_
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from crest.evaluate.features import encoder_digest
+    from crest.guard.features import encoder_digest
     from crest.train.trainer import tokenize
 
     torch.set_num_threads(max(1, threads))

@@ -12,14 +12,8 @@ from typing import Any
 from crest.cluster.config import anchor_sources
 from crest.models import BUILT_ENCODERS, encoder_dir
 from crest.schema import ConfigError
-from crest.train.arms import (
-    ArmContext,
-    anchor_methods,
-    arm_family,
-    arm_languages,
-    config_evaluation_languages,
-    expand_arms,
-)
+from crest.heldout import config_evaluation_languages
+from crest.train.arms import ArmContext, anchor_methods, arm_family, arm_languages, expand_arms
 
 ARM_DATA_KEYS = ("languages", "allow_eval_languages")
 """What of an arm decides its languages (copied into dataset settings for it and the arms it matches)."""

@@ -199,9 +199,9 @@ def calibrate_exported(model_dir: Path, val_rows: pd.DataFrame, val_ids: list[np
     ids) reuses its feature; only longer texts go through the encoder again. `model`/`tokenizer`:
     the exported classifier already in memory (frozen encoder on CPU: the selected head is loaded
     into it), instead of loading it again."""
-    from crest.evaluate.features import FeatureScorer
     from crest.guard import Guard
     from crest.guard.calibrate import calibrate_model
+    from crest.guard.features import FeatureScorer
 
     if model is not None:  # the exported weights, in float32 as from_pretrained loads them on CPU
         guard = Guard(model, tokenizer, top_layers=top_layers)
@@ -309,7 +309,7 @@ def train_model(data_path: str | Path, encoder: str, settings: dict[str, Any], s
     eval_tokens, eval_size = eval_limits(opt["batch_tokens"], opt["max_batch_size"])
     cached: dict[str, np.ndarray] = {}
     if frozen and feature_files:
-        from crest.evaluate.features import encoder_digest
+        from crest.guard.features import encoder_digest
 
         cached = load_features(feature_files, encoder_digest(raw_model, top), opt["max_length"], top)
 

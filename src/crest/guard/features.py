@@ -7,6 +7,9 @@ classification head, so scoring each of them on every set repeats the same encod
 those features with its own head (`Guard.score_features`). Each file records a digest of the
 encoder's weights, and a model whose encoder differs is refused: cached features can never stand
 in for another encoder.
+
+Here, beside the Guard it reads, so the training stage (the frozen-encoder trainer's digest and
+calibration) and the evaluation stage share it without one importing the other.
 """
 
 from __future__ import annotations

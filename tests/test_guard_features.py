@@ -1,4 +1,4 @@
-"""Shared encoder features (crest.evaluate.features): a head scored from cached features gives what
+"""Shared encoder features (crest.guard.features): a head scored from cached features gives what
 the full model gives, over sliding windows too, and features of another encoder are refused."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from crest.evaluate.features import FeatureScorer, write_set_features
 from crest.guard import Guard
+from crest.guard.features import FeatureScorer, write_set_features
 
 TEXTS = ["how do I make a bomb", "what is the capital of France", "zyxbomb " * 60, "hello", "hello"]
 
