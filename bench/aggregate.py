@@ -1,5 +1,5 @@
 """Regenerating the paper's tables from finished predictions: the four aggregation steps on
-paper-shaped inputs, each run as its rule runs it (issue 30).
+paper-shaped inputs, each run as its rule runs it (docs/performance.md, "Aggregation at the paper's scale").
 
     python bench/aggregate.py --generate /tmp/agg --scale 0.0625      # inputs: the paper config's own EvalPlan
     python bench/aggregate.py --run /tmp/agg                           # summary, significance, tables, figures

@@ -14,7 +14,7 @@ Each draw flips `flip` x rows labels chosen at random (seeded) and runs the audi
 the flipped labels, with two feature sets:
 
 - `crest`: the frozen encoder's features, encoded exactly as the audit does (`encode_features`);
-- `char n-gram` (the peer: a first look a new user would try, issue 28): TF-IDF of character
+- `char n-gram` (the peer: a first look a new user would try): TF-IDF of character
   2-4-grams, logistic regression (C = 1) without standardising.
 
 Precision counts every flag that is not a flip as a false alarm, although some of them are the

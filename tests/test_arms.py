@@ -1,4 +1,4 @@
-"""Fair arms (issue 12 items 1, 3, 4; issue 13 item 4): evaluation languages never train, random
+"""Fair arms (docs/train.md, "Arms"): evaluation languages never train, random
 arms are tier-matched draws, the label-shuffled null control, the equal-budget comparison."""
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ def test_tier_draw_is_a_pure_function_and_fails_naming_the_short_tier() -> None:
 
 
 def test_draws_match_the_translation_backend_too_when_a_run_mixes_backends() -> None:
-    """Issue 21 item 4: in a run where some languages are glosses and others NLLB, a random draw
+    """In a run where some languages are glosses and others NLLB, a random draw
     takes a gloss language for each of crest's gloss languages of the same tier (the demo's crest
     trained on glosses, its random draws on Apertium Catalan: a backend gap read as a transfer gap)."""
     from collections import Counter
@@ -210,7 +210,7 @@ def test_crest_train_arms_prints_the_draws_with_their_tiers(tmp_path: Path, caps
     assert "th" in next(x for x in lines if x.startswith("evaluation languages"))
 
 
-# --- issue 13 item 4: the label-shuffled control ----------------------------------------------------
+# --- the label-shuffled control (docs/train.md, "The label-shuffled null control") ----------------
 
 
 def test_shuffled_labels_are_seeded_and_keep_counts_in_train_and_validation(toy_shards, tmp_path: Path) -> None:

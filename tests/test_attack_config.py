@@ -1,4 +1,4 @@
-"""config/attack.yaml, the paper-shaped prompt-attack experiment (issue 28, item 2): it validates and
+"""config/attack.yaml, the paper-shaped prompt-attack experiment (docs/tasks.md, "config/attack.yaml"): it validates and
 builds its DAG; a content-safety source named in it is refused at DAG build, naming the source; its
 hub lock holds every repo it reads."""
 

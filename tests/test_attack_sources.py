@@ -1,4 +1,4 @@
-"""Prompt-attack registry entries (issue 28, item 2) prepared through the real data stage on fixture
+"""Prompt-attack registry entries (docs/datasets.md, "Prompt-attack sources") prepared through the real data stage on fixture
 files with the real datasets' column names and value spellings (tests/fixtures/attack/), read
 through the local loader instead of the hub."""
 

@@ -231,7 +231,7 @@ def test_rule_targets_and_candidates_from_the_demo_config() -> None:
     candidates = anchor_candidates(config, table)
     translated, _ = resolve_languages(config["translate"], config["languages"]["groups"], table)
     assert candidates[0] == "en" and len(candidates) >= 2 and set(candidates) <= set(translated)  # translated ...
-    groups = config["languages"]["groups"]  # ... but never an evaluation language (contract 5)
+    groups = config["languages"]["groups"]  # ... but never an evaluation language (docs/train.md, "The evaluation-language rule")
     assert set(candidates).isdisjoint(groups["unseen_hrl"] + groups["ood_lrl"]) and "th" not in candidates
 
 

@@ -1,4 +1,4 @@
-"""Code-switched cells need both classes (issue 21 item 5): each pair is its own sample (never
+"""Code-switched cells need both classes (docs/evaluate.md, "Generated code-switching"): each pair is its own sample (never
 intersected with the other pairs), and a pair with fewer rows of a class than its `class_floor`
 (30) is not averaged: its cell is n/a with its counts, named under the table. Before, a pair of 9
 safe rows and 1 unsafe gave the flag-everything F1 (18.2) as a number."""

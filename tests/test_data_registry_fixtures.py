@@ -115,7 +115,7 @@ def test_optional_source_with_an_unmapped_value_fails_naming_it(registry, tmp_pa
 
 
 def test_optional_source_out_of_reach_is_missing(registry, tmp_path: Path):
-    gone = on_fixture(registry["indicsafe_en"], "no_such_file.csv", "csv")  # a wrong path fails loudly (issue 21)
+    gone = on_fixture(registry["indicsafe_en"], "no_such_file.csv", "csv")  # a wrong path fails loudly
     with pytest.raises(ConfigError, match=r"local file .*no_such_file.csv not found.*wrong path"):
         prepare_optional(gone, tmp_path / "x.parquet", cache_dir=tmp_path, validation=0.1, test=0.1, seed=13,
                          offline=True)

@@ -170,7 +170,7 @@ CHINESE_CLUSTER_CANDIDATES = ["zh", "zh_Hant", "ja", "ko", "vi", "th", "lo", "km
 
 
 def test_paper_config_scores_every_translated_language_and_the_full_benchmark_list():
-    """Transfer studies in their languages (issue 11 item 6): every model is scored in every
+    """Transfer studies in their languages (docs/evaluate.md, "Roles"): every model is scored in every
     language the eval corpus is translated into, so every Indic language and every language a
     cluster can hold (membership is known only after clustering) has its sets."""
     from crest.config import load_config

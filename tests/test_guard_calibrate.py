@@ -1,4 +1,4 @@
-"""The stored operating point says what it holds (issue 21 item 8, issue 24)."""
+"""The stored operating point says what it holds (docs/train.md, "`train.calibrate`")."""
 
 import json
 

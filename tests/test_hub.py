@@ -367,7 +367,7 @@ def test_crest_hub_fetch_reports_every_problem_before_any_download(fake_hub, pap
 
 
 def test_attack_config_access_report_names_the_gated_prompt_guards(fake_hub, tmp_path: Path, capsys) -> None:
-    """config/attack.yaml (issue 28): both Llama Prompt Guard 2 repos are gated; the access report
+    """config/attack.yaml: both Llama Prompt Guard 2 repos are gated; the access report
     names each, with where to accept its licence, before anything is downloaded."""
     from huggingface_hub.errors import GatedRepoError
 

@@ -1,4 +1,4 @@
-"""Native vs translated benchmarks (issue 21 item 1): ids are intersected across languages only for
+"""Native vs translated benchmarks (docs/evaluate.md, "Parallel and native benchmarks"): ids are intersected across languages only for
 benchmarks whose languages share prompts (MultiJail's columns, a translated corpus); a native
 benchmark keeps its own rows per language, the same for every model and seed, and tables mark the
 cells that average languages on different prompts."""

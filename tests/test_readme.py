@@ -1,4 +1,4 @@
-"""The README's demo section is a file the run writes (issue 21 item 4): `crest evaluate readme`
+"""The README's demo section is a file the run writes (docs/evaluate.md, "The README's demo section"): `crest evaluate readme`
 builds it from the run's tables and the arms' data.json, `crest evaluate readme-check` compares it
 with what the README has between its markers (exit 1 when they differ; `make demo` ends with it),
 `--write` pastes it (`make readme`)."""

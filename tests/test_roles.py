@@ -1,5 +1,5 @@
 """Roles per model: derived from what each model trained on and the language map, never from the
-config's named lists (issue 11 item 1)."""
+config's named lists (docs/evaluate.md, "Roles")."""
 
 from __future__ import annotations
 

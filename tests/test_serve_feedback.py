@@ -253,7 +253,7 @@ def test_a_feedback_export_trains_a_model(tiny_encoder: Path, tmp_path: Path) ->
     (`train_model`, the pipeline's): the model learns the person's labels (TRIGGER unsafe) and holds
     on the held-out test split at 0.5. Validation AUROC saturates at 1.0 within a few evaluations
     here; the exported weights are the lowest-loss of those, not the first (which scored the test
-    rows at chance, 0.51: the "predicts everything unsafe" of issue 29's first try)."""
+    rows at chance, 0.51: a model that "predicts everything unsafe")."""
     from crest.data.prepare import prepare_source
     from crest.data.registry import get_source
     from crest.train.trainer import train_model

@@ -1,4 +1,4 @@
-"""Paired bootstrap over prompts (issue 11 item 5): p < 0.05 when A is right on 90% of rows and B on
+"""Paired bootstrap over prompts (docs/evaluate.md, "The significance test"): p < 0.05 when A is right on 90% of rows and B on
 50%, p > 0.2 for two identical models; seeds and draws combined; a language B trained on leaves
 B's unseen groups."""
 

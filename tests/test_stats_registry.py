@@ -1,4 +1,4 @@
-"""Registry facts a reviewer checks (issue 21 item 9): XSafety's benign commonsense prompts leave
+"""Registry facts a reviewer checks (docs/datasets.md): XSafety's benign commonsense prompts leave
 under both spellings of the authors' files, RTP-LX's binarisation is stated under every table that
 uses it, and only a refused access makes an optional source `missing` (a wrong id or path fails)."""
 

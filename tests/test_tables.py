@@ -122,7 +122,7 @@ def test_paper_spec_loads_and_writes_every_format(metrics, tmp_path: Path):
     ids = {t.file_id for t in tables}
     assert {"arms", "arms.calibrated", "arms.by_benchmark", "arms.by_benchmark.calibrated"} <= ids
     assert "english.by_benchmark" not in ids  # its rows are benchmarks already
-    # a threshold-free table (AUROC) is written once, and its title names no threshold (issue 21 item 10)
+    # a threshold-free table (AUROC) is written once, and its title names no threshold
     assert "roles_auroc" in ids and not {i for i in ids if i.startswith(("roles_auroc", "sanity_auroc"))
                                         and i.endswith(".calibrated")}
     md = (tmp_path / "out" / "roles_auroc.md").read_text()
@@ -246,7 +246,7 @@ def test_gloss_backend_flows_to_metrics_csv_and_its_own_mark(tmp_path: Path):
 
 @pytest.mark.slow
 def test_table_figure_and_qc_rules_declare_what_they_read():
-    """issue 11 item 9: a deleted per-set metrics json is rebuilt, not read missing by paper_figures;
+    """A deleted per-set metrics json is rebuilt, not read missing by paper_figures;
     the rule graph has an edge from every producer a reporting rule reads."""
     import re
     import subprocess

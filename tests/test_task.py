@@ -1,4 +1,4 @@
-"""The task is a config choice (issue 28 item 1): a run reads the sources of its own task only."""
+"""The task is a config choice (docs/tasks.md): a run reads the sources of its own task only."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from crest.schema import ConfigError
 
 
 def test_a_source_of_another_task_is_refused_at_config_check(write_yaml) -> None:
-    """issue 28 item 1: one run, one task's sources; the error names the key, source and registry."""
+    """One run, one task's sources; the error names the key, source and registry."""
     from crest.config import load_config
     from crest.paths import REPO_ROOT
     from crest.schema import read_yaml

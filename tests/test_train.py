@@ -159,7 +159,7 @@ def test_paper_config_enumerates_arms_sizes_seeds() -> None:
 
 def test_demo_config_trains_the_comparison_and_its_controls() -> None:
     config = load_config(REPO_ROOT / "config/demo.yaml")
-    # the null at ten permutations (issue 21 item 7): enough draws for the equivalence test to say "at chance"
+    # the null at ten permutations (docs/train.md, "The label-shuffled null control"): enough draws for the equivalence test to say "at chance"
     assert {arm for arm, _, _ in train_jobs(config)} == {"crest", "english", "random_0", "random_1", "all", "typology",
                                                          *(f"shuffled_{i}" for i in range(10))}
     settings = dataset_settings(config, "english", TABLE)

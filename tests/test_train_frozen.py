@@ -146,7 +146,7 @@ def test_frozen_checkpoints_hold_the_head_and_resume_exactly(toy_shards, tiny_en
 
 def test_a_null_control_is_exported_at_its_last_step_whatever_its_validation_labels(toy_shards, tiny_encoder,
                                                                                       tmp_path: Path) -> None:
-    """Issue 21 item 7: a label-shuffled arm's weights are not picked on validation labels. The same
+    """A label-shuffled arm's weights are not picked on validation labels. The same
     null trained on validation labels flipped exports the same weights (the last step's); its draws
     start from their own head initialisation (one shared start made every draw agree, off chance)."""
     from crest.train.trainer import null_training

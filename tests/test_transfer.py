@@ -1,4 +1,4 @@
-"""Does the language map predict transfer? (issue 23): a drop that is a monotone function of the
+"""Does the language map predict transfer? (docs/evaluate.md): a drop that is a monotone function of the
 embedding distance and unrelated to typology gives an embedding interval above 0 and a typology
 interval around it; the bootstrap's unit is the language (19 copies of one are one); on scored
 sets the rows, the held-out fit, the tables and the figure come out of `crest evaluate transfer`."""

@@ -13,7 +13,7 @@ Row counts come from files the run has already written (prepared data, shards, e
 `--rows NAME=N` (NAME: a corpus, e.g. `train`, or a benchmark); what is known neither way is
 reported as unknown, never guessed. GPU hours = work / measured rate, with the rate's origin
 printed beside it: the suite's JSON (`--bench`, bench/suite.py) or, without it, the reference H100
-figures of ../shared/DESIGN.md (random weights of the real shapes; model loading excluded).
+figures of docs/performance.md, "Reference figures" (random weights of the real shapes; model loading excluded).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 from crest.paths import REPO_ROOT
 from crest.schema import ConfigError
 
-# Reference rates, one H100, random-weight models of the real shapes (../shared/DESIGN.md).
+# Reference rates, one H100, random-weight models of the real shapes (docs/performance.md, "Reference figures").
 REFERENCE = {
     "translate_beam1": (1032.0, "H100 reference: NLLB-600M CTranslate2 fp16 greedy, batch 256 (sentences/s)"),
     "translate_beam4": (191.0, "H100 reference: NLLB-600M CTranslate2 fp16 beam 4, batch 64 (sentences/s)"),
@@ -260,7 +260,7 @@ def estimate(configfile: str | Path, bench: Path | None = None, rows: dict[str, 
             "rows_known": rows, "stages": table,
             "gpu_hours_total": round(sum(t["gpu_hours"] for t in table.values()), 3),
             "unknown_jobs": sum(t["unknown_jobs"] for t in table.values()),
-            "rates_from": str(bench) if bench else "reference H100 figures (../shared/DESIGN.md)"}
+            "rates_from": str(bench) if bench else "reference H100 figures (docs/performance.md)"}
 
 
 def format_estimate(est: dict[str, Any]) -> str:

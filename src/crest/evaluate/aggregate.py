@@ -1,4 +1,4 @@
-"""Comparable averages from per-row predictions (issue 11 item 2; docs/evaluate.md "Parallel rows").
+"""Comparable averages from per-row predictions (docs/evaluate.md, "Parallel rows").
 
 A table averages (benchmark, language) sets. Two languages are comparable only on the same
 prompts, and QC keeps different rows per language, so every table is computed on *parallel rows*:

@@ -172,7 +172,7 @@ def check_set(df: pd.DataFrame, *, kind: str, lang: str, training: Mapping[str, 
 
 
 def contamination_table(metas: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per set (contract 3 columns) from the set jsons."""
+    """One row per set (the columns of docs/evaluate.md, "Decontamination") from the set jsons."""
     rows = []
     for meta in metas:
         c = meta.get("contamination") or {}

@@ -33,7 +33,7 @@ import pandas as pd
 from crest.io import read_tsv, write_tsv
 
 NULL_BAND = (0.4, 0.6)
-"""The mean AUROC a null control must stay within (the demo's acceptance band, issue 13)."""
+"""The mean AUROC a null control must stay within (the demo's acceptance band: docs/evaluate.md, "The null control check")."""
 COLUMNS = ["family", "benchmark", "lang", "draws", "n", "mean", "sd", "min", "max", "lo", "hi", "p", "band_lo",
            "band_hi", "at_chance", "models"]
 LEVEL = 0.95

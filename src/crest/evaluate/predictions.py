@@ -1,4 +1,4 @@
-"""Every scored row of a run, held by set (issue 30: the paper's 55 million rows on a laptop).
+"""Every scored row of a run, held by set (docs/performance.md, "Aggregation at the paper's scale": the paper's 55 million rows on a laptop).
 
 `eval/predictions.parquet` (crest evaluate summary) has one row per scored prompt: model, seed,
 benchmark, lang, id, label, prob_unsafe. Read as a table of strings it costs ~10 GiB at the paper's

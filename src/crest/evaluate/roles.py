@@ -42,7 +42,7 @@ def base_code(lang: str) -> str:
 
 
 def arm_info(path: str | Path) -> dict[str, Any]:
-    """What the roles need from a data.json (contract 2): languages, family, the anchor method."""
+    """What the roles need from a data.json (docs/train.md, "Outputs"): languages, family, the anchor method."""
     doc = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(doc.get("languages"), list):
         raise ValueError(f"{path}: no `languages` list (the languages the arm trained on)")

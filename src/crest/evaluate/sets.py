@@ -203,7 +203,7 @@ def _shard_model(path: str | Path) -> str | None:
 
 
 def _translation(meta: dict[str, Any], path: str | Path) -> None:
-    """Record how a translated shard was made (contract 1): backend, pivot route, gloss rate."""
+    """Record how a translated shard was made (docs/translate.md, "Backend and route"): backend, pivot route, gloss rate."""
     info = _shard_info(path)
     meta["translation_backend"] = info.get("backend")
     for key in ("route", "gloss_rate"):

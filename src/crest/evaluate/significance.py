@@ -1,6 +1,6 @@
 """Is crest better than english, random, all...? One bootstrap for every comparison, clustered by
-prompt, with seeds and draws as a level and Holm-adjusted p (issue 21 item 2; docs/evaluate.md
-"Significance").
+prompt, with seeds and draws as a level and Holm-adjusted p (docs/evaluate.md,
+"The significance test").
 
 For a comparison A vs B on a group of (benchmark, language) sets, both models are scored on the
 rows both share (crest.evaluate.aggregate.parallel_scopes, intersected once per comparison over every
@@ -10,7 +10,7 @@ set any of its groups uses). One resample draws:
   The unit is the benchmark for a parallel benchmark (its languages are translations of the same
   prompts, `parallel`: one draw of prompt ids applied to every language, so 19 copies of a language
   are as uncertain as one), the (benchmark, language) set for a native one;
-- members: the seeds of A (and the seeds x draws of a family such as random_0..4: contract 2
+- members: the seeds of A (and the seeds x draws of a family such as random_0..4: their data.json
   `family`) are drawn with replacement as a level, likewise B's, so the spread between seeds and
   draws widens the interval instead of being averaged away.
 

@@ -1,4 +1,4 @@
-"""Does the language map predict transfer? (issue 23; docs/evaluate.md "Transfer and the language map")
+"""Does the language map predict transfer? (docs/evaluate.md, same title)
 
 CREST's claim is geometric: a language near a training language in the encoder's space inherits
 its safety signal. This module tests it at the level it is made, one (model, unseen language) at

@@ -111,7 +111,7 @@ class EvalPlan:
         return {"clusters": f"{base}/clusters.tsv", "map": f"{base}/figures/{'map_umap' if umap else 'map_pca'}.png"}
 
     def _transfer(self) -> dict[str, Any]:
-        """Rule eval_transfer's files and options (issue 23: does the language map predict transfer?),
+        """Rule eval_transfer's files and options (docs/evaluate.md, "Does the language map predict transfer?"),
         or {} when it has nothing to read: no trained model, no benchmark, no embedding map, or
         `evaluate.transfer.enabled: false`."""
         from crest.cluster.config import TYPOLOGY, typology_enabled

@@ -156,7 +156,7 @@ def build_arm_dataset(settings: Mapping[str, Any], shard_dir: str | Path, out: s
         "rows": {split: int((rows["split"] == split).sum()) for split in SPLITS},
         "rows_per_language": _nested(rows.groupby(["lang", "split", "label"]).size()),
         "sources": {str(k): int(v) for k, v in rows[rows["split"] == "train"]["source"].value_counts().items()},
-        # the class balance the head trains on, stated (issue 24): train rows per label and per source
+        # the class balance the head trains on, stated (docs/demo_corpus.md, "Label balance"): train rows per label and per source
         # and label; the corpus is balanced by per-source caps (registry max_rows), the loss by optim.imbalance
         "train_labels": {str(k): int(v) for k, v in rows[rows["split"] == "train"]["label"].value_counts().sort_index().items()},
         "sources_by_label": {f"{s}/{lab}": int(n) for (s, lab), n in

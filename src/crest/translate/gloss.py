@@ -1,6 +1,6 @@
 """Word-by-word glosses from a FreeDict English->X dictionary (dictd format): a pseudo-translation
 for languages no offline MT reaches. Real words in the real script, English word order, one sense
-per word; not a translation, and every table says so (contract 1: backend `gloss`).
+per word; not a translation, and every table says so (docs/translate.md, "Backend and route": backend `gloss`).
 
 dictd: `{name}.index` is text, one `headword TAB offset TAB length` line per entry (numbers in
 dictd's base64), `{name}.dict.dz` is dictzip, i.e. gzip: read whole with `gzip`. A headword with
