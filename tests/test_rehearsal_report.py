@@ -3,6 +3,7 @@ a real Snakemake run, empty table cells with their reasons, and the failures it 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_empty_cells_and_benchmarks_without_numbers_fail(tmp_path: Path):
     write_table(tables, "multilingual_by_benchmark",
                 "Benchmark,crest-base,english-base\nMultiJail,n/a,n/a\nRTP-LX,55.0†,seen\n")
     write_table(tables, "codeswitch_cultural",
-                "Set,crest-base\ncsrt,—\nCSRT (code-switched),40.0\ngenerated_cs/en-hi,51.0\n")
+                "Set,crest-base\ncsrt,—\nCSRT (code-switched),40.0\n\"English benchmarks, code-switched [en-hi]\",51.0\n")
     t = read_table(tables / "multilingual_by_benchmark.csv")
     assert t["numbers"] == 1 and [c["cell"] for c in t["empty"]] == ["n/a", "n/a"]  # `seen` is not a finding
 
@@ -163,3 +164,40 @@ def test_benchmarks_found_as_the_real_tables_label_them(tmp_path: Path):
     assert cells["indicsafe"] == ({}, 0)  # a title that is only a prefix of another benchmark's is not its row
     assert [p for p in check(report) if "benchmark" in p] == [
         "benchmark indicsafe ('IndicSafe') has no row in the tables meant for it (codeswitch_cultural)"]
+
+
+def _codeswitch_set(folder: Path, lang: str, *, random: bool, n_safe: int, n_unsafe: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{lang}.json").write_text(json.dumps({
+        "benchmark": "generated_cs", "lang": lang, "translator_is_random": random, "class_floor": 30,
+        "n_safe": n_safe, "n_unsafe": n_unsafe, "n": n_safe + n_unsafe,
+        "codeswitch": {"aligned": 230, "rows": n_safe + n_unsafe}}), encoding="utf-8")
+
+
+def test_class_floor_cells_are_no_numbers_and_the_random_translator_rule(tmp_path: Path):
+    """The second paper rehearsal: a code-switched row of `n/a (n = 7: 3 safe / 4 unsafe)` cells was
+    counted as numbers, and the code-switched benchmark's rows were looked up by its config key, not
+    by the title the tables print. Rows below the class floor hold no number; they are excused only
+    when every set came from a random-weight translator (whose noise word alignment cannot keep)."""
+    tables = tmp_path / "paper" / "tables"
+    write_table(tables, "codeswitch_cultural",
+                "Set,crest-base,english-base\nCSRT (code-switched) [mul],60.0,61.0\n"
+                "\"English benchmarks, code-switched [en-hi]\",n/a (n = 4: 0 safe / 4 unsafe),"
+                "n/a (n = 4: 0 safe / 4 unsafe)\n"
+                "\"English benchmarks, code-switched [en-zh]\",n/a (n = 49: 15 safe / 34 unsafe)*,"
+                "n/a (n = 49: 15 safe / 34 unsafe)*\n")
+    t = read_table(tables / "codeswitch_cultural.csv")
+    assert t["numbers"] == 2 and {c["cell"] for c in t["empty"]} == {"n/a (n)"}
+    sets = tmp_path / "eval" / "sets"
+    _codeswitch_set(sets / "generated_cs", "en-hi", random=True, n_safe=0, n_unsafe=4)
+    _codeswitch_set(sets / "generated_cs", "en-zh", random=True, n_safe=15, n_unsafe=34)
+    report = build_report(paper_config(), ["all"], {"all": 1}, tmp_path / "paper", sets_dir=sets)
+    b = report["benchmarks"]["generated_cs"]
+    assert b["tables"] == {"codeswitch_cultural": 0} and b["numbers"] == 0
+    assert "kept 53 of 460 rows over 2 pairs" in b["not_applicable"]
+    assert not any("generated_cs" in p for p in check(report))
+    _codeswitch_set(sets / "generated_cs", "en-zh", random=False, n_safe=15, n_unsafe=34)  # a real translator
+    report = build_report(paper_config(), ["all"], {"all": 1}, tmp_path / "paper", sets_dir=sets)
+    assert "not_applicable" not in report["benchmarks"]["generated_cs"]
+    assert any(p.startswith("benchmark generated_cs ('English benchmarks, code-switched') has a row but no number")
+               for p in check(report))

@@ -9,6 +9,7 @@ failure. `check` turns this report into that list of failures."""
 from __future__ import annotations
 
 import csv
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ NOT_IN_PAPER = {
 # Words a table cell holds instead of a number (crest.evaluate.tables) and what each means here.
 EMPTY_WORDS = {"—": "not run (no metrics row matches the cell)", "n/a": "undefined (no set usable for this value)",
                "missing": "the benchmark's data could not be reached"}
+BELOW_FLOOR = "n/a (n)"
+EMPTY_WORDS[BELOW_FLOOR] = "below the set's class floor (too few rows of a label for the metric)"
 SEEN = "seen"  # a language the model trained on: left empty on purpose, never a finding
 MARKS = "*†‡§▲▼"
 
@@ -69,7 +72,10 @@ def network_attempts(log_dir: Path) -> list[str]:
 
 
 def _cell_word(text: str) -> str:
-    return text.strip().strip(MARKS).strip("*").strip()
+    """The cell's word without marks; a class-floor cell (`n/a (n = 7: 3 safe / 4 unsafe)`, below the
+    set's `class_floor`) reads as BELOW_FLOOR, never as a number."""
+    word = text.strip().strip(MARKS).strip("*").strip()
+    return BELOW_FLOOR if word.startswith("n/a (") else word
 
 
 def read_table(path: Path) -> dict[str, Any]:
@@ -114,9 +120,28 @@ def _is_row_of(row: str, title: str) -> bool:
     return row == title or row.startswith(title + " [") or row.rstrip(" ◇*†‡§") == title
 
 
-def benchmark_cells(config: dict[str, Any], tables: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def random_translator_floor(sets_dir: Path | None, name: str) -> str | None:
+    """The stated rule under which a generated code-switched benchmark may hold no number: every set
+    of it was built from a random-weight translator's output and fell below its class floor, because
+    word alignment of noise with its source keeps few rows. Returns the reason with the counts, or
+    None when the rule does not hold (a real translator, or a set above the floor)."""
+    metas = [json.loads(p.read_text(encoding="utf-8")) for p in sorted((sets_dir / name).glob("*.json"))] \
+        if sets_dir is not None and (sets_dir / name).is_dir() else []
+    if not metas or not all(m.get("translator_is_random") for m in metas):
+        return None
+    if any(min(m.get("n_safe", 0), m.get("n_unsafe", 0)) >= (m.get("class_floor") or 0) for m in metas):
+        return None
+    aligned = sum(m.get("codeswitch", {}).get("aligned", 0) for m in metas)
+    kept = sum(m.get("codeswitch", {}).get("rows", 0) for m in metas)
+    return (f"built from a random-weight translator: word alignment of its noise kept {kept} of {aligned} "
+            f"rows over {len(metas)} pairs, every pair below its class floor")
+
+
+def benchmark_cells(config: dict[str, Any], tables: dict[str, dict[str, Any]],
+                    sets_dir: Path | None = None) -> dict[str, dict[str, Any]]:
     """Per benchmark of the config: the tables meant to hold it and how many numbers they hold
-    in its row (by title)."""
+    in its row (by title); a generated code-switched one that holds none under the stated rule
+    (random_translator_floor) gets `not_applicable`."""
     out = {}
     for name, spec in config.get("evaluate", {}).get("benchmarks", {}).items():
         title = spec.get("title", name)
@@ -129,17 +154,19 @@ def benchmark_cells(config: dict[str, Any], tables: dict[str, dict[str, Any]]) -
         out[name] = {"title": title, "group": spec.get("group"), "homes": list(homes), "tables": found,
                      "numbers": sum(found.values())}
     for name, spec in config.get("evaluate", {}).get("codeswitch", {}).items():
-        rows = {t: {r: n for r, n in tables[t].get("numbers_by_row", {}).items() if r.startswith(name)}
+        title = spec.get("title", name)
+        rows = {t: {r: n for r, n in tables[t].get("numbers_by_row", {}).items() if _is_row_of(r, title)}
                 for t in HOME_TABLES["code_switched"] if t in tables}
-        out[name] = {"title": spec.get("title", name), "group": "code_switched",
-                     "homes": list(HOME_TABLES["code_switched"]),
+        out[name] = {"title": title, "group": "code_switched", "homes": list(HOME_TABLES["code_switched"]),
                      "tables": {t: sum(r.values()) for t, r in rows.items() if r},
                      "numbers": sum(sum(r.values()) for r in rows.values())}
+        if out[name]["tables"] and not out[name]["numbers"] and (why := random_translator_floor(sets_dir, name)):
+            out[name]["not_applicable"] = why
     return out
 
 
 def build_report(config: dict[str, Any], rules: list[str], jobs: dict[str, int], paper_dir: Path,
-                 **extra: Any) -> dict[str, Any]:
+                 sets_dir: Path | None = None, **extra: Any) -> dict[str, Any]:
     """rehearsal.json: jobs per rule (every rule of --list-rules, 0 where none), tables and their empty
     cells, cells per benchmark, plus whatever the driver measured (`extra`)."""
     table_dir = paper_dir / "tables"
@@ -151,7 +178,7 @@ def build_report(config: dict[str, Any], rules: list[str], jobs: dict[str, int],
     empty = [{"table": name, **cell} for name, t in tables.items() for cell in t["empty"]]
     return {"rules": {r: jobs.get(r, 0) for r in rules}, "not_in_paper": NOT_IN_PAPER,
             "tables": {n: {k: v for k, v in t.items() if k != "empty"} for n, t in tables.items()},
-            "benchmarks": benchmark_cells(config, tables), "empty_cells": empty, **extra}
+            "benchmarks": benchmark_cells(config, tables, sets_dir), "empty_cells": empty, **extra}
 
 
 def check(report: dict[str, Any]) -> list[str]:
@@ -166,7 +193,7 @@ def check(report: dict[str, Any]) -> list[str]:
         if not b["tables"]:
             problems.append(f"benchmark {name} ({b['title']!r}) has no row in the tables meant for it "
                             f"({', '.join(b['homes']) or 'none for its group'})")
-        elif b["numbers"] == 0:
+        elif b["numbers"] == 0 and not b.get("not_applicable"):
             problems.append(f"benchmark {name} ({b['title']!r}) has a row but no number in "
                             f"{', '.join(b['tables'])}")
     if report.get("network_attempts"):

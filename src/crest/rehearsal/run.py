@@ -133,7 +133,7 @@ def rehearse(configfiles: list[Path], cores: str = "all", gpus: int = 2, build: 
     t_run = time.monotonic() - t1
     left = _capture(_snakemake(configfiles, "-n", "--quiet", "rules"))
     left_to_run = 0 if "Nothing to be done" in left else sum(job_stats(left).values())
-    report = build_report(config, rules, planned, resolve(paper_dir(config)),
+    report = build_report(config, rules, planned, resolve(paper_dir(config)), sets_dir=run / "eval" / "sets",
                           snakemake_exit=code, left_to_run=left_to_run, network_isolated=bool(prefix),
                           network_attempts=network_attempts(logs),
                           seconds={"mirror": round(t_mirror, 1), "snakemake": round(t_run, 1)},
