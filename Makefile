@@ -52,6 +52,7 @@ rehearse: $(STAMP)
 	$(BIN)/crest rehearse run --configfile config/config.yaml config/rehearsal.yaml
 
 lint: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/snakemake --lint --configfile config/demo.yaml
 
 dryrun-paper: $(STAMP)

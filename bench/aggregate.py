@@ -129,8 +129,7 @@ def fast_metrics(labels: np.ndarray, probs: np.ndarray, calibrated: tuple[float,
 
     from scipy.stats import rankdata
 
-    from crest.evaluate.metrics import (bootstrap_f1, confusion, counts_metrics, operating_point,
-                                        threshold_sweep)
+    from crest.evaluate.metrics import bootstrap_f1, confusion, counts_metrics, operating_point, threshold_sweep
 
     tp, fp, fn, tn = confusion(labels, probs, 0.5)
     n_pos, n_neg = tp + fn, fp + tn

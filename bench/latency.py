@@ -152,7 +152,7 @@ def bench_llm(shape: str, args: argparse.Namespace, device: str, dtype: torch.dt
     print(f"{'LLM guard ' + shape:24s} batch 1: {ms:8.2f} ms   (prefill {args.llm_prompt} + 5 generated tokens)"
           + (f"   batch {args.llm_batch}: {row[f'batch{args.llm_batch}_per_s']:.1f} samples/s" if args.llm_batch else ""),
           flush=True)
-    del model
+    model = None  # free the weights (None, not del: the nested generate functions read the name)
     return row
 
 

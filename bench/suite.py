@@ -50,9 +50,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
+import aggregate  # noqa: E402
 import audit  # noqa: E402
 import embed  # noqa: E402
-import aggregate  # noqa: E402
 import latency  # noqa: E402
 import train  # noqa: E402
 import translate  # noqa: E402

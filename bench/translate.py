@@ -166,7 +166,7 @@ def bench_hf(hf_dir: Path, texts, gen, beam, batch, device: str):
         model.generate(**enc, forced_bos_token_id=forced, num_beams=beam, max_new_tokens=4)
     sync()
     _, seconds = timed(run)
-    del model
+    model = None  # free the weights (None, not del: the nested run() reads the name)
     if device == "cuda":
         torch.cuda.empty_cache()
     return seconds, lengths

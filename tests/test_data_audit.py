@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crest.data.audit import audit_rows, drop_suspects, read_suspects, run_audit, source_table, suspects_frame
+from crest.data.audit import audit_rows, read_suspects, run_audit, source_table, suspects_frame
 from crest.data.prepare import build_corpus
 from crest.schema import ConfigError
 

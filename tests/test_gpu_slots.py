@@ -12,8 +12,6 @@ import time
 from itertools import combinations
 from pathlib import Path
 
-import pytest
-
 from crest.gpu_slots import acquire, busy_devices, gpu_pool, try_acquire
 
 # A job: records which GPUs it was given and when it ran, holding them for a while.

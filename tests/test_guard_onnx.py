@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import TRIGGER, toy_rows  # the trained_guard fixture is there too (shared with the page tests)
 from crest.guard import Guard
 from crest.guard.onnx_export import GateRefused, Tolerances, export_onnx
 from crest.guard.onnx_guard import ONNX_FILES, OnnxGuard, load_guard
 from crest.paths import REPO_ROOT
-from conftest import TRIGGER, toy_rows  # the trained_guard fixture is there too (shared with the page tests)
 
 
 @pytest.fixture(scope="session")

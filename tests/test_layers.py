@@ -5,7 +5,6 @@ reads the held-out languages (crest.heldout) without the training stage."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 

@@ -69,14 +69,14 @@ def test_arms_trained_on_shuffled_labels_score_at_chance(toy_shards, tiny_encode
     planted trigger (AUROC > 0.9 on the test split); with labels permuted, three draws average at
     chance and the check says so."""
     from sklearn.metrics import roc_auc_score
-    from test_arms import TABLE, _config
-    from test_train_loop import _settings
 
     from crest.config import load_config
     from crest.guard import Guard
     from crest.train.dataset import build_arm_dataset
     from crest.train.plan import dataset_settings
     from crest.train.trainer import train_model
+    from test_arms import TABLE, _config
+    from test_train_loop import _settings
 
     shards = toy_shards(["en", "hi"], rows=400)
     config = load_config(_config({"real": {"languages": ["en", "hi"]},

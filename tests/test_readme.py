@@ -29,7 +29,7 @@ def _infos(tmp_path: Path) -> list[Path]:
     return out
 
 
-def test_the_section_is_the_runs_tables_and_the_readme_check_fails_on_a_changed_number(metrics, tmp_path: Path,
+def test_the_section_is_the_runs_tables_and_the_readme_check_fails_on_a_changed_number(metrics, tmp_path: Path,  # noqa: F811 (the fixture)
                                                                                          capsys) -> None:
     tables = tmp_path / "paper" / "tables"
     write_tables(metrics, load_table_specs(REPO / "paper/tables.yaml"), tables, order=ORDER)

@@ -15,9 +15,9 @@ from crest.languages import load_languages
 from crest.paths import REPO_ROOT
 from crest.schema import ConfigError
 from crest.train.arms import ArmContext, anchor_methods, arm_languages
-from crest.train.plan import dataset_settings, job_settings, train_jobs
 from crest.train.batching import BucketBatcher, bucket_lengths, collate, eval_batches, shard_steps
 from crest.train.dataset import build_arm_dataset
+from crest.train.plan import dataset_settings, job_settings, train_jobs
 
 TABLE = load_languages(REPO_ROOT / "config/languages.tsv")
 LANGS = {"en": "en", "de": "de", "hi": "hi", "zh": "zh", "sw": "sw"}

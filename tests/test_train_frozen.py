@@ -122,9 +122,8 @@ def test_shared_features_of_another_encoder_or_length_are_refused(toy_shards, ti
 def test_frozen_checkpoints_hold_the_head_and_resume_exactly(toy_shards, tiny_encoder, tmp_path: Path) -> None:
     """With the encoder frozen a checkpoint is the head (and optimizer) only, and a killed run resumed
     from it exports the uninterrupted run's weights."""
-    from test_train_loop import _cli
-
     from crest.train.trainer import KILL_ENV
+    from test_train_loop import _cli
 
     data, info = _data(toy_shards, tmp_path, ["en", "de"], rows=200)
     settings = _settings(freeze_encoder=True, max_steps=12, save_every=4, eval_every=4, warmup_ratio=0.2)

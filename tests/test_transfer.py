@@ -13,8 +13,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from crest.evaluate.transfer import (TwoWayBootstrap, arm_check, correlations, leave_one_language_out, read_rows,
-                                     read_summary, transfer_tables, units)
+from crest.evaluate.transfer import (
+    TwoWayBootstrap,
+    arm_check,
+    correlations,
+    leave_one_language_out,
+    read_rows,
+    read_summary,
+    transfer_tables,
+    units,
+)
 from crest.io import write_parquet
 
 BOOT = {"resamples": 400, "level": 0.95, "seed": 13}
@@ -132,9 +140,8 @@ def _scored_run(root: Path) -> dict[str, Path]:
     """A run directory: data.json per arm, language means, clusters, a typology map, scored sets
     whose separation falls with the embedding distance to the arm's nearest training language."""
     from crest.cluster.typology import load_codes, write_vectors
-    from crest.evaluate.aggregate import collect_predictions
+    from crest.evaluate.aggregate import collect_predictions, write_predictions
     from crest.evaluate.collect import collect, write_metrics_csv
-    from crest.evaluate.aggregate import write_predictions
 
     vec = _vectors()
     X = np.stack([vec[c] for c in LANGS])

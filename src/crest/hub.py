@@ -406,8 +406,7 @@ def write_lock(entries: list[dict[str, Any]], path: str | Path, configfile: str)
 # -- crest hub fetch --------------------------------------------------------------------------------
 def access_problem(api: Any, kind: str, repo: str, revision: str | None) -> tuple[str | None, Any]:
     """(what stops this process from downloading `repo`, or None; the repo's info when readable)."""
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
     url = repo_url(kind, repo)
     try:

@@ -242,8 +242,16 @@ def _transfer(args: argparse.Namespace) -> None:
     from crest.evaluate.collect import read_metrics_csv
     from crest.evaluate.null import shuffled_arms
     from crest.evaluate.roles import arm_info, read_cluster_tsv, read_roles
-    from crest.evaluate.transfer import (TransferError, embedding_map, model_infos, transfer_figure, transfer_rows,
-                                         transfer_summary, typology_maps, write_rows)
+    from crest.evaluate.transfer import (
+        TransferError,
+        embedding_map,
+        model_infos,
+        transfer_figure,
+        transfer_rows,
+        transfer_summary,
+        typology_maps,
+        write_rows,
+    )
     from crest.io import write_json
     from crest.languages import load_languages
     from crest.paths import resolve
@@ -274,13 +282,12 @@ def _transfer(args: argparse.Namespace) -> None:
 
 
 def _tables(args: argparse.Namespace) -> None:
-    from crest.evaluate.collect import read_metrics_csv
-    from crest.evaluate.tables import load_table_specs, write_tables
-
     from crest.evaluate.aggregate import read_predictions
-    from crest.evaluate.roles import attach_roles, read_roles
+    from crest.evaluate.collect import read_metrics_csv
     from crest.evaluate.null import null_control_table, read_null_control
+    from crest.evaluate.roles import attach_roles, read_roles
     from crest.evaluate.significance import read_significance, significance_table
+    from crest.evaluate.tables import load_table_specs, write_tables
 
     df = attach_roles(read_metrics_csv(args.metrics), read_roles(args.roles))
     sig = read_significance(args.significance)
@@ -333,7 +340,6 @@ def _readme_check(args: argparse.Namespace) -> None:
 def _figures(args: argparse.Namespace) -> None:
     from crest.evaluate.collect import read_clusters, read_metrics_csv
     from crest.evaluate.figures import write_figures
-
     from crest.evaluate.roles import attach_roles, read_roles
 
     df = attach_roles(read_metrics_csv(args.metrics), read_roles(args.roles)) if args.roles else read_metrics_csv(args.metrics)

@@ -102,7 +102,7 @@ def null_control_table(df: pd.DataFrame):
     labels, cells = [], []
     for r in df.itertuples():
         labels.append(f"{r.family} · {r.benchmark} · {r.lang}")
-        num = (lambda v: Cell(value=float(v)) if pd.notna(v) else Cell(status="undefined"))  # shown x spec.scale
+        num = Cell.number  # shown x spec.scale
         interval = (f"[{r.lo * 100:.1f}, {r.hi * 100:.1f}]" if pd.notna(getattr(r, "lo", np.nan))
                     and pd.notna(getattr(r, "hi", np.nan)) else "n/a")
         cells.append([num(r.mean), Cell(text=interval), num(r.sd), num(r.min), num(r.max), Cell(text=str(r.draws)),

@@ -132,7 +132,7 @@ def read_predictions(path: str | Path | None) -> Predictions | None:
     seed = table.column("seed").to_numpy()
     label = table.column("label").to_numpy().astype(np.int8, copy=False)
     prob = table.column("prob_unsafe").to_numpy().astype(np.float32, copy=False)
-    del table
+    table = None  # release the arrow table's buffers (None, not del: the nested codes() reads the name)
     preds = Predictions.from_columns(m, seed, b, lg, i, i_names, label, prob)
     for col, names in (("model", m_names), ("benchmark", b_names), ("lang", l_names)):
         preds.sets[col] = [str(names[int(c)]) for c in preds.sets[col]]

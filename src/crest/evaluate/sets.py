@@ -272,7 +272,13 @@ def build_set(*, benchmark: str, lang: str, kind: str, group: str, spec: dict[st
         df, notes = _filter(df, spec.get("split"), spec.get("filter_sources"))
         meta["filters"] += notes
     elif kind == "codeswitch":
-        from crest.evaluate.codeswitch import EncoderAligner, code_switch_frame, inspection_sample, split_dropped, summary
+        from crest.evaluate.codeswitch import (
+            EncoderAligner,
+            code_switch_frame,
+            inspection_sample,
+            split_dropped,
+            summary,
+        )
 
         if not aligner or not aligner.get("model"):
             raise ValueError(f"{benchmark}/{lang}: a code-switched set needs an aligner (the run's encoder)")

@@ -445,7 +445,7 @@ def significance_table(df: pd.DataFrame, operating_point: str = "default"):
     labels, cells = [], []
     for r in sub.itertuples():
         labels.append(f"{r.group}" + (f" · {r.benchmark}" if r.benchmark != "all" else ""))
-        num = (lambda v: Cell(value=float(v)) if pd.notna(v) else Cell(status="undefined"))
+        num = Cell.number
         ci = f"[{r.lo * 100:.1f}, {r.hi * 100:.1f}]" if pd.notna(r.lo) else "n/a"
         p_holm = getattr(r, "p_holm", np.nan)
         cells.append([Cell(text=r.a), Cell(text=r.b), Cell(text=r.metric), num(r.a_value), num(r.b_value), num(r.diff),

@@ -226,6 +226,11 @@ class Cell:
     text: str | None = None  # a cell that is not a number (significance intervals)
     counts: str = ""  # an n/a cell whose sets are all below their class floor: their rows per class
 
+    @classmethod
+    def number(cls, value: Any) -> Cell:
+        """A value cell, or `undefined` for a missing value (NaN: a metric a row cannot have)."""
+        return cls(value=float(value)) if pd.notna(value) else cls(status="undefined")
+
 
 def compute_cell(df: pd.DataFrame, value: str, values: dict[tuple, float] | None = None,
                  floor: dict[tuple, str] | None = None) -> Cell:

@@ -673,7 +673,7 @@ def transfer_tables(summary: Mapping[str, Any] | None):
         fcells.append([Cell(text=_fmt(r["mae"], 100, 1)), Cell(text=_fmt(r["rmse"], 100, 1)), Cell(text=diff),
                        Cell(text=str(r["rows"])), Cell(text=str(r["languages"]))])
     coef = summary.get("coefficients") or {}
-    fnotes = ([f"Standardised coefficients of the last fit on every row (drop in AUROC per SD): "
+    fnotes = (["Standardised coefficients of the last fit on every row (drop in AUROC per SD): "
                + ", ".join(f"{k} {v:+.3f}" for k, v in coef.items() if k != "intercept")] if coef else [])
     t2 = Table(fspec, flabels, ["MAE", "RMSE", f"MAE − baseline [{level:.0%} CI]", "rows", "languages"], fcells,
                fnotes + _caveat(summary), operating_point="threshold_free", file_id="transfer_fit",

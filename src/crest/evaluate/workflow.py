@@ -11,8 +11,17 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from crest.evaluate.plan import (EvalSet, aligner_files, aligner_spec, benchmark_registry, contamination_spec,
-                                 eval_sets, optional_sources, paper_dir, translated_shard_languages)
+from crest.evaluate.plan import (
+    EvalSet,
+    aligner_files,
+    aligner_spec,
+    benchmark_registry,
+    contamination_spec,
+    eval_sets,
+    optional_sources,
+    paper_dir,
+    translated_shard_languages,
+)
 from crest.languages import load_languages
 from crest.paths import resolve
 

@@ -20,13 +20,16 @@ import contextlib
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from crest import hub
 from crest.io import atomic_path
 from crest.train.batching import collate, eval_batches, eval_limits
+
+if TYPE_CHECKING:
+    import torch
 
 HEAD_FILE = "head.safetensors"
 

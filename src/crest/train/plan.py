@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from crest.cluster.config import anchor_sources
+from crest.heldout import config_evaluation_languages
 from crest.models import BUILT_ENCODERS, encoder_dir
 from crest.schema import ConfigError
-from crest.heldout import config_evaluation_languages
 from crest.train.arms import ArmContext, anchor_methods, arm_family, arm_languages, expand_arms
 
 ARM_DATA_KEYS = ("languages", "allow_eval_languages")
