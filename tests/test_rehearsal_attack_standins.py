@@ -1,4 +1,4 @@
-"""Stand-ins for config/attack.yaml's hub repos (issue 28, item 2), tested as
+"""Stand-ins for config/attack.yaml's hub repos (docs/tasks.md, its sources and baselines), tested as
 tests/test_rehearsal_standins.py tests the paper's: every repo the attack config reads has one; the
 dataset stand-ins go through the real data stage with the registry's configs, splits, columns and
 value spellings; the guard stand-ins load through the seqclass adapter with the config's labels."""

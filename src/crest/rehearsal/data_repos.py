@@ -321,7 +321,7 @@ def polyguardprompts(repo: str) -> Layout:
     return {"default": {"test": ("data/test-00000-of-00001.parquet", rows)}}
 
 
-# The real files' Locale spellings (issue 12, config/datasets.yaml notes on rtp_lx): upper-case
+# The real files' Locale spellings (docs/datasets.md, RTP-LX; config/datasets.yaml notes on rtp_lx): upper-case
 # codes, 'Pt-Br' and 'PT' for Portuguese, 'NO', 'SR' and 'BCMS' for Serbian, 'NA' for Swahili,
 # '' for every Ukrainian row, 'ZH' for both Chinese files.
 RTP_LX_LOCALES = {
