@@ -76,14 +76,11 @@ def test_bad_deploy_key_stops_the_dag_build(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_deploy_rule_exports_a_trained_model(tmp_path: Path, tiny_encoder: Path, trained_guard: Path) -> None:
+def test_deploy_rule_exports_a_trained_model(tmp_path: Path, tiny_encoder: Path, trained_guard: Path,
+                                              local_source) -> None:
     """Only the deploy rule runs: a trained tiny guard and its arm's data set stand for the training
     stage. The export passes the gate on the validation split and is written where the config says."""
-    (tmp_path / "rows.csv").write_text("prompt,label\nhello,safe\nbomb,unsafe\n")
-    registry = {"sources": {"toy": {"license": "t", "loader": {"local": {"path": str(tmp_path / "rows.csv"),
-                                                                         "format": "csv"}},
-                                    "text": "prompt", "label": {"field": "label", "map": {"safe": 0, "unsafe": 1}},
-                                    "lang": "en"}}}
+    registry = {"sources": {"toy": local_source("prompt,label\nhello,safe\nbomb,unsafe\n")}}
     (tmp_path / "reg.yaml").write_text(yaml.safe_dump(registry))
     config = {
         "run": "t", "offline": True, "languages": {"groups": {"train": ["en", "de"]}},

@@ -17,12 +17,8 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 @pytest.mark.slow
-def test_rules_train_an_anchor_arm(tmp_path: Path, tiny_encoder: Path, toy_shards) -> None:
-    (tmp_path / "rows.csv").write_text("prompt,label\nhello,safe\nbomb,unsafe\n")
-    registry = {"sources": {"toy": {"license": "t", "loader": {"local": {"path": str(tmp_path / "rows.csv"),
-                                                                         "format": "csv"}},
-                                    "text": "prompt", "label": {"field": "label", "map": {"safe": 0, "unsafe": 1}},
-                                    "lang": "en"}}}
+def test_rules_train_an_anchor_arm(tmp_path: Path, tiny_encoder: Path, toy_shards, local_source) -> None:
+    registry = {"sources": {"toy": local_source("prompt,label\nhello,safe\nbomb,unsafe\n")}}
     (tmp_path / "reg.yaml").write_text(yaml.safe_dump(registry))
     config = {
         "run": "t", "offline": True, "languages": {"groups": {"train": ["en", "de", "hi"]}},
