@@ -27,6 +27,16 @@ WORDS = {lang: [w for w in sample_texts((lang,)) if " " not in w][:200] for lang
 Server = InProcessServer  # uvicorn in a thread on a loopback socket bound to port 0
 
 
+def label_by_own_scores(rows: pd.DataFrame, probs: np.ndarray, shares: dict[str, float]) -> np.ndarray:
+    """Labels from the model's own scores: each language's top `share` of rows unsafe, so every
+    language's operating point differs."""
+    labels = np.zeros(len(rows), dtype=int)
+    for lang, share in shares.items():
+        idx = np.flatnonzero(rows["lang"] == lang)
+        labels[idx[np.argsort(-probs[idx])[: int(share * len(idx))]]] = 1
+    return labels
+
+
 def texts_of(lang: str, n: int, seed: int) -> list[str]:
     rng = np.random.default_rng(seed)
     return [" ".join(rng.choice(WORDS[lang], size=rng.integers(2, 15))) for _ in range(n)]
@@ -88,12 +98,7 @@ def test_per_language_thresholds_calibrated_applied_and_reported(model_dir: Path
     rows = pd.DataFrame({"text": texts_of("de", 60, 2) + texts_of("fr", 60, 3) + texts_of("en", 30, 4),
                          "lang": ["de"] * 60 + ["fr"] * 60 + ["en"] * 30, "split": "validation"})
     probs = guard.score(rows["text"].tolist())
-    # labels from the model's own scores, so each language's operating point differs
-    labels = np.zeros(len(rows), dtype=int)
-    for lang, share in (("de", 0.5), ("fr", 0.3), ("en", 0.1)):
-        idx = np.flatnonzero(rows["lang"] == lang)
-        labels[idx[np.argsort(-probs[idx])[: int(share * len(idx))]]] = 1
-    rows["label"] = labels
+    rows["label"] = labels = label_by_own_scores(rows, probs, {"de": 0.5, "fr": 0.3, "en": 0.1})
     data = tmp_path / "val.parquet"
     rows.to_parquet(data, index=False)
     run = subprocess.run([sys.executable, "-m", "crest.cli", "guard", "calibrate", "--model", str(model_dir),
